@@ -1,0 +1,313 @@
+//! OCSF events as this product emits them: class 1008 (Event Log Activity) for lifecycle
+//! changes of control-plane resources (CONTRACT §3), and their validation.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::TenantId;
+
+/// OCSF schema version we emit.
+pub const OCSF_VERSION: &str = "1.7.0";
+/// Event Log Activity.
+pub const CLASS_EVENT_LOG_ACTIVITY: i32 = 1008;
+/// System Activity.
+pub const CATEGORY_SYSTEM: i32 = 1;
+/// Informational.
+pub const SEVERITY_INFORMATIONAL: i32 = 1;
+/// Success.
+pub const STATUS_SUCCESS: i32 = 1;
+/// Product vendor.
+pub const VENDOR_NAME: &str = "ServiceRadar";
+
+/// `activity_id` values of class 1008.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Activity {
+    /// 1
+    Create,
+    /// 3
+    Update,
+    /// 4
+    Delete,
+}
+
+impl Activity {
+    /// The OCSF `activity_id`.
+    #[must_use]
+    pub fn id(self) -> i32 {
+        match self {
+            Self::Create => 1,
+            Self::Update => 3,
+            Self::Delete => 4,
+        }
+    }
+
+    /// Past-tense verb for messages.
+    #[must_use]
+    pub fn verb(self) -> &'static str {
+        match self {
+            Self::Create => "created",
+            Self::Update => "updated",
+            Self::Delete => "deleted",
+        }
+    }
+}
+
+/// `metadata.product`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Product {
+    /// Emitting component, e.g. `sr-identity`.
+    pub name: String,
+    /// Always [`VENDOR_NAME`].
+    pub vendor_name: String,
+}
+
+/// `metadata`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Metadata {
+    /// [`OCSF_VERSION`].
+    pub version: String,
+    /// Unique event id; the event store keeps one row per uid.
+    pub uid: Uuid,
+    /// Emitting product.
+    pub product: Product,
+    /// e.g. `integration_source:<id>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub correlation_uid: Option<String>,
+}
+
+/// One observable.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Observable {
+    /// Attribute path, e.g. `resource.uid`.
+    pub name: String,
+    /// OCSF observable type id (10 resource UID, 99 other).
+    pub type_id: i32,
+    /// The value.
+    pub value: String,
+}
+
+/// An OCSF event with the fields we emit and the event store validates.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OcsfEvent {
+    /// Class.
+    pub class_uid: i32,
+    /// Category.
+    pub category_uid: i32,
+    /// Activity.
+    pub activity_id: i32,
+    /// `class_uid * 100 + activity_id`.
+    pub type_uid: i64,
+    /// Severity.
+    pub severity_id: i32,
+    /// Status.
+    pub status_id: i32,
+    /// Event time, milliseconds since the epoch (OCSF `timestamp_t`).
+    pub time: i64,
+    /// Human-readable summary.
+    pub message: String,
+    /// Metadata.
+    pub metadata: Metadata,
+    /// Observables.
+    #[serde(default)]
+    pub observables: Vec<Observable>,
+    /// Product-specific fields.
+    #[serde(default)]
+    pub unmapped: serde_json::Value,
+    /// Owning tenant.
+    pub tenant_id: TenantId,
+}
+
+/// A control-plane resource whose lifecycle an event records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResourceRef<'a> {
+    /// e.g. `integration_source`, `sync_service`.
+    pub resource_type: &'a str,
+    /// Its id.
+    pub id: String,
+    /// Its display name.
+    pub name: &'a str,
+}
+
+impl OcsfEvent {
+    /// A class 1008 event for `activity` on `resource`; `label` is the message's noun phrase
+    /// (`Integration source`), `action` the product action (`create`, `enable`, `status_change`…).
+    #[must_use]
+    #[allow(clippy::too_many_arguments)] // each argument is a distinct OCSF field; a builder would only rename them
+    pub fn lifecycle(
+        tenant_id: TenantId,
+        product: &str,
+        activity: Activity,
+        resource: &ResourceRef<'_>,
+        label: &str,
+        action: &str,
+        details: serde_json::Value,
+        time: DateTime<Utc>,
+    ) -> Self {
+        let message = match action {
+            "create" | "update" | "delete" => {
+                format!("{label} '{}' {}", resource.name, activity.verb())
+            }
+            other => format!("{label} '{}' {}", resource.name, other.replace('_', " ")),
+        };
+        Self {
+            class_uid: CLASS_EVENT_LOG_ACTIVITY,
+            category_uid: CATEGORY_SYSTEM,
+            activity_id: activity.id(),
+            type_uid: i64::from(CLASS_EVENT_LOG_ACTIVITY) * 100 + i64::from(activity.id()),
+            severity_id: SEVERITY_INFORMATIONAL,
+            status_id: STATUS_SUCCESS,
+            time: time.timestamp_millis(),
+            message,
+            metadata: Metadata {
+                version: OCSF_VERSION.to_owned(),
+                uid: Uuid::now_v7(),
+                product: Product {
+                    name: product.to_owned(),
+                    vendor_name: VENDOR_NAME.to_owned(),
+                },
+                correlation_uid: Some(format!("{}:{}", resource.resource_type, resource.id)),
+            },
+            observables: vec![
+                Observable {
+                    name: "resource.type".into(),
+                    type_id: 99,
+                    value: resource.resource_type.to_owned(),
+                },
+                Observable {
+                    name: "resource.name".into(),
+                    type_id: 99,
+                    value: resource.name.to_owned(),
+                },
+                Observable {
+                    name: "resource.uid".into(),
+                    type_id: 10,
+                    value: resource.id.clone(),
+                },
+            ],
+            unmapped: serde_json::json!({
+                "resource_type": resource.resource_type,
+                "resource_id": resource.id,
+                "action": action,
+                "details": details,
+            }),
+            tenant_id,
+        }
+    }
+
+    /// Checks the invariants the event store relies on.
+    ///
+    /// # Errors
+    /// The first violated rule.
+    pub fn validate(&self) -> Result<(), OcsfError> {
+        if self.class_uid <= 0 {
+            return Err(OcsfError::Field("class_uid must be positive"));
+        }
+        if self.category_uid != self.class_uid / 1000 {
+            return Err(OcsfError::Field("category_uid does not match class_uid"));
+        }
+        if !(0..=99).contains(&self.activity_id) {
+            return Err(OcsfError::Field("activity_id out of range"));
+        }
+        if self.type_uid != i64::from(self.class_uid) * 100 + i64::from(self.activity_id) {
+            return Err(OcsfError::Field(
+                "type_uid must equal class_uid * 100 + activity_id",
+            ));
+        }
+        if !(0..=6).contains(&self.severity_id) && self.severity_id != 99 {
+            return Err(OcsfError::Field("severity_id out of range"));
+        }
+        if self.time <= 0 {
+            return Err(OcsfError::Field(
+                "time must be a positive epoch-milliseconds value",
+            ));
+        }
+        if self.metadata.version.is_empty() {
+            return Err(OcsfError::Field("metadata.version is required"));
+        }
+        if self.metadata.product.name.is_empty() || self.metadata.product.vendor_name.is_empty() {
+            return Err(OcsfError::Field(
+                "metadata.product name and vendor_name are required",
+            ));
+        }
+        if self.metadata.uid.is_nil() {
+            return Err(OcsfError::Field("metadata.uid must not be nil"));
+        }
+        Ok(())
+    }
+}
+
+/// A rule an event breaks.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OcsfError {
+    /// A field is missing or inconsistent.
+    #[error("invalid OCSF event: {0}")]
+    Field(&'static str),
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn event(activity: Activity) -> OcsfEvent {
+        OcsfEvent::lifecycle(
+            TenantId::random(),
+            "sr-identity",
+            activity,
+            &ResourceRef {
+                resource_type: "integration_source",
+                id: "abc".into(),
+                name: "Armis",
+            },
+            "Integration source",
+            match activity {
+                Activity::Create => "create",
+                Activity::Update => "update",
+                Activity::Delete => "delete",
+            },
+            serde_json::json!({}),
+            Utc::now(),
+        )
+    }
+
+    #[test]
+    fn lifecycle_events_have_consistent_class_and_type() {
+        for (activity, id) in [
+            (Activity::Create, 1),
+            (Activity::Update, 3),
+            (Activity::Delete, 4),
+        ] {
+            let e = event(activity);
+            assert_eq!(e.activity_id, id);
+            assert_eq!(e.type_uid, 100_800 + i64::from(id));
+            assert_eq!(e.category_uid, 1);
+            assert_eq!(
+                e.metadata.correlation_uid.as_deref(),
+                Some("integration_source:abc")
+            );
+            e.validate().unwrap();
+        }
+        assert_eq!(
+            event(Activity::Create).message,
+            "Integration source 'Armis' created"
+        );
+    }
+
+    #[test]
+    fn inconsistent_events_fail_validation() {
+        let mut e = event(Activity::Create);
+        e.type_uid = 100_803;
+        assert!(e.validate().is_err());
+        let mut e = event(Activity::Create);
+        e.category_uid = 2;
+        assert!(e.validate().is_err());
+        let mut e = event(Activity::Create);
+        e.metadata.product.name.clear();
+        assert!(e.validate().is_err());
+        let mut e = event(Activity::Create);
+        e.time = 0;
+        assert!(e.validate().is_err());
+    }
+}

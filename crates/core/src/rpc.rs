@@ -1,0 +1,233 @@
+//! JSON bodies of the NATS request/reply calls between services.
+//!
+//! Every reply is a [`RpcReply`]: `{"ok": <body>}` or `{"error": {"code", "message"}}`.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::TenantId;
+
+/// Reply envelope of every request/reply call.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RpcReply<T> {
+    /// The call succeeded.
+    Ok(T),
+    /// The call failed.
+    Error(RpcError),
+}
+
+impl<T> RpcReply<T> {
+    /// Converts into a `Result`.
+    ///
+    /// # Errors
+    /// The [`RpcError`] the responder sent.
+    pub fn into_result(self) -> Result<T, RpcError> {
+        match self {
+            Self::Ok(body) => Ok(body),
+            Self::Error(err) => Err(err),
+        }
+    }
+}
+
+/// A failed call: a machine-readable code and a message safe to show a client.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{code:?}: {message}")]
+pub struct RpcError {
+    /// What kind of failure.
+    pub code: RpcErrorCode,
+    /// Human-readable, safe to pass on.
+    pub message: String,
+}
+
+impl RpcError {
+    /// Builds an error.
+    pub fn new(code: RpcErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// Failure kinds, mapped by the gateway to gRPC codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RpcErrorCode {
+    /// The request could not be decoded or is invalid.
+    InvalidArgument,
+    /// The thing asked about does not exist.
+    NotFound,
+    /// The caller may not do this.
+    PermissionDenied,
+    /// The responder failed; retrying may help.
+    Unavailable,
+}
+
+/// Whether a certificate identity is the platform's or a tenant's (edge).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IdentityKind {
+    /// Reserved slug, issued by the platform tenant CA.
+    Platform,
+    /// Everything else.
+    Tenant,
+}
+
+/// The caller as the gateway established it from the client certificate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallerIdentity {
+    /// Platform or tenant identity.
+    pub kind: IdentityKind,
+    /// Tenant of the certificate.
+    pub tenant_id: TenantId,
+    /// Tenant slug of the certificate.
+    pub tenant_slug: String,
+    /// Component id from the CN.
+    pub component_id: String,
+    /// Partition from the CN.
+    pub partition: String,
+}
+
+/// `sync_config`: the sync configuration for a sync identity.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncConfigRequest {
+    /// Who asks.
+    pub caller: CallerIdentity,
+    /// The `config_version` the caller already has (empty if none).
+    #[serde(default)]
+    pub current_version: String,
+}
+
+/// Reply to [`SyncConfigRequest`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SyncConfigReply {
+    /// True when `current_version` is the current version; `config_json` is then null.
+    pub not_modified: bool,
+    /// Content hash of the payload.
+    pub config_version: String,
+    /// Unix seconds of the newest change among the sources in the payload.
+    pub config_timestamp: i64,
+    /// Heartbeat interval to use.
+    pub heartbeat_interval_sec: i32,
+    /// How often to poll `GetConfig`.
+    pub config_poll_interval_sec: i32,
+    /// The [`crate::syncconfig::SyncConfigPayload`] as JSON (null when not modified).
+    pub config_json: serde_json::Value,
+}
+
+/// `tenant_lookup`: a tenant by slug.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TenantLookupRequest {
+    /// Tenant slug from a certificate CN.
+    pub slug: String,
+}
+
+/// A tenant and its issuing CA.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TenantInfo {
+    /// Tenant id.
+    pub tenant_id: TenantId,
+    /// Slug.
+    pub slug: String,
+    /// Display name.
+    pub name: String,
+    /// Whether this is the platform tenant.
+    pub is_platform: bool,
+    /// Hex subject key identifier of the tenant's intermediate CA: a leaf of this tenant
+    /// carries it as its authority key identifier.
+    pub ca_key_id: String,
+}
+
+/// `component_lookup`: an enrolled component of a tenant (edge identities carry no type).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ComponentLookupRequest {
+    /// Tenant of the certificate.
+    pub tenant_id: TenantId,
+    /// Component id from the CN.
+    pub component_id: String,
+}
+
+/// Reply to [`ComponentLookupRequest`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ComponentInfo {
+    /// `sync` or `agent`, or none when the component was never enrolled.
+    pub component_type: Option<String>,
+}
+
+/// `platform_assignment`: does tenant T have an enabled source assigned to platform sync S?
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlatformAssignmentRequest {
+    /// Component id of the platform sync.
+    pub sync_component_id: String,
+    /// Tenant the sync wants to push for.
+    pub tenant_id: TenantId,
+}
+
+/// Reply to [`PlatformAssignmentRequest`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlatformAssignment {
+    /// True when at least one enabled source of the tenant is assigned to that sync.
+    pub assigned: bool,
+}
+
+/// Where a heartbeat came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HeartbeatOrigin {
+    /// A `Hello` call.
+    Hello,
+    /// A `PushStatus` with `source = status`.
+    Status,
+}
+
+/// `heartbeat`: a component is alive.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeartbeatRequest {
+    /// Who.
+    pub caller: CallerIdentity,
+    /// Hello or status push.
+    pub origin: HeartbeatOrigin,
+    /// False reports the component degraded.
+    pub available: bool,
+    /// Capabilities announced in `Hello`.
+    #[serde(default)]
+    pub capabilities: Vec<String>,
+    /// Software version announced in `Hello`.
+    #[serde(default)]
+    pub version: String,
+}
+
+/// Reply to [`HeartbeatRequest`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeartbeatReply {
+    /// Whether identity knows this component.
+    pub known: bool,
+    /// The component's status after the heartbeat (sync services only).
+    pub status: Option<String>,
+}
+
+/// `source_status`: the outcome of one run of an integration source, reported by a sync.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceStatusReport {
+    /// The sync that ran it.
+    pub caller: CallerIdentity,
+    /// Tenant owning the source.
+    pub tenant_id: TenantId,
+    /// The source.
+    pub integration_source_id: Uuid,
+    /// Whether the run succeeded.
+    pub success: bool,
+    /// Devices found.
+    pub device_count: i64,
+    /// Failure text, if any.
+    #[serde(default)]
+    pub error: Option<String>,
+    /// When the run finished.
+    pub finished_at: DateTime<Utc>,
+}
+
+/// Reply with no content.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ack {}
