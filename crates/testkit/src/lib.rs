@@ -90,11 +90,16 @@ impl Drop for TestDb {
                 .connect(&url)
                 .await
             {
-                let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                // Never wait forever on a lock that a leaked connection still holds.
+                let _ = sqlx::query("SET lock_timeout = '10s'").execute(&pool).await;
+                if let Err(e) = sqlx::query(sqlx::AssertSqlSafe(format!(
                     "DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"
                 )))
                 .execute(&pool)
-                .await;
+                .await
+                {
+                    eprintln!("test schema {schema} was not dropped: {e}");
+                }
                 pool.close().await;
             }
         });

@@ -1,0 +1,8 @@
+//! Identity service tests against a real Postgres and a real NATS with JetStream.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+mod api;
+mod bootstrap;
+mod certs;
+mod common;
+mod rpc;
