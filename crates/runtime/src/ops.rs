@@ -94,7 +94,7 @@ impl OpsServer {
                         let (ready, results) = readiness.check().await;
                         let body = serde_json::json!({
                             "ready": ready,
-                            "checks": results.into_iter().map(|(n, ok)| (n, ok)).collect::<std::collections::BTreeMap<_, _>>(),
+                            "checks": results.into_iter().collect::<std::collections::BTreeMap<_, _>>(),
                         });
                         let code = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
                         (code, axum::Json(body))

@@ -43,15 +43,7 @@ async fn require_token(State(control): State<Arc<Control>>, req: Request, next: 
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(crate::bootstrap::token_hash);
     match presented {
-        Some(hash)
-            if control
-                .platform
-                .admin_token_hashes
-                .iter()
-                .any(|h| *h == hash) =>
-        {
-            next.run(req).await
-        }
+        Some(hash) if control.platform.admin_token_hashes.contains(&hash) => next.run(req).await,
         _ => Error::Unauthorized.into_response(),
     }
 }

@@ -175,12 +175,12 @@ pub async fn run(
             let tenant_id = TenantId::new(id)
                 .map_err(|e| Error::Startup(format!("stored platform tenant id: {e}")))?;
             let slug: String = row.try_get("slug")?;
-            if let Some(c) = configured_id {
-                if c != tenant_id {
-                    return Err(Error::Startup(format!(
-                        "bootstrap.platform_tenant_id is {c} but the platform tenant was created as {tenant_id}"
-                    )));
-                }
+            if let Some(c) = configured_id
+                && c != tenant_id
+            {
+                return Err(Error::Startup(format!(
+                    "bootstrap.platform_tenant_id is {c} but the platform tenant was created as {tenant_id}"
+                )));
             }
             if slug != b.platform_slug {
                 return Err(Error::Startup(format!(

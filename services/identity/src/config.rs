@@ -183,10 +183,10 @@ impl Config {
         if let Err(e) = sr_pki::names::validate_slug(&b.platform_slug) {
             problems.push(format!("bootstrap.platform_slug: {e}"));
         }
-        if !b.platform_tenant_id.is_empty() {
-            if let Err(e) = b.platform_tenant_id.parse::<sr_core::TenantId>() {
-                problems.push(format!("bootstrap.platform_tenant_id: {e}"));
-            }
+        if !b.platform_tenant_id.is_empty()
+            && let Err(e) = b.platform_tenant_id.parse::<sr_core::TenantId>()
+        {
+            problems.push(format!("bootstrap.platform_tenant_id: {e}"));
         }
         if b.trust_domain.is_empty()
             || !b

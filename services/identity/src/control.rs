@@ -522,12 +522,12 @@ fn validate_source(f: &SourceFields, base: Option<&SourceRow>) -> Result<ValidSo
         ));
     }
     let credentials = f.credentials.clone();
-    if let Some(c) = &credentials {
-        if c.keys().any(|k| k.trim().is_empty()) {
-            return Err(Error::Invalid(
-                "credential names must not be empty".to_owned(),
-            ));
-        }
+    if let Some(c) = &credentials
+        && c.keys().any(|k| k.trim().is_empty())
+    {
+        return Err(Error::Invalid(
+            "credential names must not be empty".to_owned(),
+        ));
     }
     Ok(ValidSource {
         name,

@@ -20,11 +20,19 @@ async fn platform_tenant_id_is_created_once_and_reused_after_restart() {
     let (_, second) = app.get("/api/v1/platform").await;
     assert_eq!(second["platform_tenant_id"], id.as_str());
     let (_, tenants) = app.get("/api/v1/tenants").await;
-    let platforms: Vec<_> = tenants.as_array().unwrap().iter().filter(|t| t["is_platform"] == true).collect();
+    let platforms: Vec<_> = tenants
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["is_platform"] == true)
+        .collect();
     assert_eq!(platforms.len(), 1);
     assert_eq!(platforms[0]["slug"], "platform");
     // The platform sync certificate is still valid, so it is kept as it was.
-    assert_eq!(std::fs::read_to_string(env.out("platform-sync/cert.pem")).unwrap(), sync_cert);
+    assert_eq!(
+        std::fs::read_to_string(env.out("platform-sync/cert.pem")).unwrap(),
+        sync_cert
+    );
     app.stop().await;
 }
 
@@ -49,7 +57,10 @@ async fn configured_platform_tenant_id_is_used_and_cannot_change_later() {
     app.stop().await;
 
     cfg.bootstrap.platform_tenant_id = uuid::Uuid::new_v4().to_string();
-    let err = App::build(cfg).await.err().expect("a different id must be refused");
+    let err = App::build(cfg)
+        .await
+        .err()
+        .expect("a different id must be refused");
     assert!(err.to_string().contains("was created as"), "{err}");
 }
 
@@ -59,7 +70,10 @@ async fn changing_the_reserved_slug_after_bootstrap_is_refused() {
     env.start().await.stop().await;
     let mut cfg = env.config();
     cfg.bootstrap.platform_slug = "root".into();
-    let err = App::build(cfg).await.err().expect("slug change must be refused");
+    let err = App::build(cfg)
+        .await
+        .err()
+        .expect("slug change must be refused");
     assert!(err.to_string().contains("platform_slug"), "{err}");
 }
 
@@ -68,11 +82,13 @@ async fn a_second_platform_tenant_cannot_exist() {
     let env = Env::new();
     let app = env.start().await;
     let pool = env.db.pool().await;
-    let err = sqlx::query("INSERT INTO tenants (id, slug, name, is_platform) VALUES ($1, 'other', 'x', TRUE)")
-        .bind(uuid::Uuid::new_v4())
-        .execute(&pool)
-        .await
-        .unwrap_err();
+    let err = sqlx::query(
+        "INSERT INTO tenants (id, slug, name, is_platform) VALUES ($1, 'other', 'x', TRUE)",
+    )
+    .bind(uuid::Uuid::new_v4())
+    .execute(&pool)
+    .await
+    .unwrap_err();
     assert!(err.to_string().contains("tenants_one_platform"), "{err}");
     let err = sqlx::query("INSERT INTO tenants (id, slug, name) VALUES ('00000000-0000-0000-0000-000000000000', 'zero', 'x')")
         .execute(&pool)
@@ -87,7 +103,10 @@ async fn concurrent_first_starts_bootstrap_one_platform() {
     let env = Env::new();
     let (a, b) = tokio::join!(App::build(env.config()), App::build(env.config()));
     let (a, b) = (a.unwrap(), b.unwrap());
-    assert_eq!(a.control().platform.tenant_id, b.control().platform.tenant_id);
+    assert_eq!(
+        a.control().platform.tenant_id,
+        b.control().platform.tenant_id
+    );
     let pool = env.db.pool().await;
     let (tenants, roots, syncs): (i64, i64, i64) = sqlx::query_as(
         "SELECT (SELECT count(*) FROM tenants), (SELECT count(*) FROM certificate_authorities WHERE kind = 'root'),
@@ -123,8 +142,16 @@ async fn ops_endpoints_answer() {
     let env = Env::new();
     let app = env.start().await;
     let client = reqwest::Client::new();
-    for (path, want) in [("/healthz", "ok"), ("/readyz", "\"ready\":true"), ("/metrics", "sr_identity_events_published")] {
-        let resp = client.get(format!("{}{path}", app.base)).send().await.unwrap();
+    for (path, want) in [
+        ("/healthz", "ok"),
+        ("/readyz", "\"ready\":true"),
+        ("/metrics", "sr_identity_events_published"),
+    ] {
+        let resp = client
+            .get(format!("{}{path}", app.base))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(resp.status(), StatusCode::OK, "{path}");
         let body = resp.text().await.unwrap();
         assert!(body.contains(want), "{path}: {body}");

@@ -49,7 +49,9 @@ impl Env {
     }
 
     pub async fn start_with(&self, config: Config) -> TestApp {
-        let app = App::build_with_clock(config, Arc::new(self.clock.clone())).await.expect("identity starts");
+        let app = App::build_with_clock(config, Arc::new(self.clock.clone()))
+            .await
+            .expect("identity starts");
         let addr = app.http_addr();
         let control = app.control();
         let token = std::fs::read_to_string(self.out("admin-token")).expect("admin token written");
@@ -78,44 +80,70 @@ pub struct TestApp {
 impl TestApp {
     pub async fn stop(self) {
         self.shutdown.cancel();
-        tokio::time::timeout(Duration::from_secs(15), self.handle).await.unwrap().unwrap().unwrap();
+        tokio::time::timeout(Duration::from_secs(15), self.handle)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
     }
 
     async fn send(&self, req: reqwest::RequestBuilder) -> (StatusCode, Value) {
         let resp = req.bearer_auth(&self.token).send().await.unwrap();
         let status = resp.status();
         let text = resp.text().await.unwrap();
-        let body = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+        let body = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
         (status, body)
     }
 
     pub async fn get(&self, path: &str) -> (StatusCode, Value) {
-        self.send(self.http.get(format!("{}{path}", self.base))).await
+        self.send(self.http.get(format!("{}{path}", self.base)))
+            .await
     }
 
     pub async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
-        self.send(self.http.post(format!("{}{path}", self.base)).json(&body)).await
+        self.send(self.http.post(format!("{}{path}", self.base)).json(&body))
+            .await
     }
 
     pub async fn patch(&self, path: &str, body: Value) -> (StatusCode, Value) {
-        self.send(self.http.patch(format!("{}{path}", self.base)).json(&body)).await
+        self.send(self.http.patch(format!("{}{path}", self.base)).json(&body))
+            .await
     }
 
     pub async fn delete(&self, path: &str) -> (StatusCode, Value) {
-        self.send(self.http.delete(format!("{}{path}", self.base))).await
+        self.send(self.http.delete(format!("{}{path}", self.base)))
+            .await
     }
 
     /// Creates a tenant and returns its id.
     pub async fn tenant(&self, slug: &str) -> String {
-        let (s, b) = self.post("/api/v1/tenants", serde_json::json!({ "slug": slug, "name": slug.to_uppercase() })).await;
+        let (s, b) = self
+            .post(
+                "/api/v1/tenants",
+                serde_json::json!({ "slug": slug, "name": slug.to_uppercase() }),
+            )
+            .await;
         assert_eq!(s, StatusCode::CREATED, "{b}");
         b["id"].as_str().unwrap().to_owned()
     }
 
     /// Id of the platform sync service.
     pub async fn platform_sync_id(&self, slug: &str) -> String {
-        let (_, list) = self.get(&format!("/api/v1/tenants/{slug}/sync-services")).await;
-        list.as_array().unwrap().iter().find(|s| s["is_platform_sync"] == true).unwrap()["id"].as_str().unwrap().to_owned()
+        let (_, list) = self
+            .get(&format!("/api/v1/tenants/{slug}/sync-services"))
+            .await;
+        list.as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["is_platform_sync"] == true)
+            .unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
     }
 
     /// Onboards an edge sync and returns the whole response.

@@ -1,5 +1,10 @@
 //! Identity service tests against a real Postgres and a real NATS with JetStream.
-#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::field_reassign_with_default,
+    missing_docs
+)]
 
 mod api;
 mod bootstrap;
