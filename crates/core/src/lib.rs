@@ -8,6 +8,7 @@
 pub mod bootstrap;
 pub mod device;
 pub mod duration;
+pub mod inventory;
 pub mod ocsf;
 pub mod rpc;
 pub mod subjects;
