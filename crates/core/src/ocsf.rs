@@ -17,6 +17,12 @@ pub const CATEGORY_SYSTEM: i32 = 1;
 pub const SEVERITY_INFORMATIONAL: i32 = 1;
 /// Success.
 pub const STATUS_SUCCESS: i32 = 1;
+/// Failure.
+pub const STATUS_FAILURE: i32 = 2;
+/// Medium severity.
+pub const SEVERITY_MEDIUM: i32 = 3;
+/// Authorize Session (Identity & Access Management).
+pub const CLASS_AUTHORIZE_SESSION: i32 = 3003;
 /// Product vendor.
 pub const VENDOR_NAME: &str = "ServiceRadar";
 
@@ -196,6 +202,45 @@ impl OcsfEvent {
         }
     }
 
+    /// A class 3003 (Authorize Session) failure: a caller was refused. `identity` names the
+    /// certificate subject (never secrets), `operation` the RPC.
+    #[must_use]
+    pub fn authorization_denied(
+        tenant_id: TenantId,
+        product: &str,
+        identity: &str,
+        operation: &str,
+        reason: &str,
+        time: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            class_uid: CLASS_AUTHORIZE_SESSION,
+            category_uid: CLASS_AUTHORIZE_SESSION / 1000,
+            activity_id: 1,
+            type_uid: i64::from(CLASS_AUTHORIZE_SESSION) * 100 + 1,
+            severity_id: SEVERITY_MEDIUM,
+            status_id: STATUS_FAILURE,
+            time: time.timestamp_millis(),
+            message: format!("{operation} refused for {identity}: {reason}"),
+            metadata: Metadata {
+                version: OCSF_VERSION.to_owned(),
+                uid: Uuid::now_v7(),
+                product: Product {
+                    name: product.to_owned(),
+                    vendor_name: VENDOR_NAME.to_owned(),
+                },
+                correlation_uid: Some(format!("identity:{identity}")),
+            },
+            observables: vec![Observable {
+                name: "actor.user.name".into(),
+                type_id: 4,
+                value: identity.to_owned(),
+            }],
+            unmapped: serde_json::json!({ "operation": operation, "reason": reason, "identity": identity }),
+            tenant_id,
+        }
+    }
+
     /// Checks the invariants the event store relies on.
     ///
     /// # Errors
@@ -292,6 +337,23 @@ mod tests {
         assert_eq!(
             event(Activity::Create).message,
             "Integration source 'Armis' created"
+        );
+    }
+
+    #[test]
+    fn authorization_failures_are_valid_iam_events() {
+        let e = OcsfEvent::authorization_denied(
+            TenantId::random(),
+            "sr-gateway",
+            "a.b.c.serviceradar",
+            "StreamStatus",
+            "tenant_id mismatch",
+            Utc::now(),
+        );
+        e.validate().unwrap();
+        assert_eq!(
+            (e.class_uid, e.category_uid, e.type_uid, e.status_id),
+            (3003, 3, 300_301, 2)
         );
     }
 

@@ -117,11 +117,15 @@ pub struct SyncConfigReply {
     pub config_json: serde_json::Value,
 }
 
-/// `tenant_lookup`: a tenant by slug.
+/// `tenant_lookup`: a tenant by slug, or by id when `tenant_id` is set.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TenantLookupRequest {
-    /// Tenant slug from a certificate CN.
+    /// Tenant slug (from a certificate CN or a status message).
+    #[serde(default)]
     pub slug: String,
+    /// Tenant id; takes precedence over `slug` when present.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant_id: Option<TenantId>,
 }
 
 /// A tenant and its issuing CA.
@@ -231,3 +235,69 @@ pub struct SourceStatusReport {
 /// Reply with no content.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ack {}
+
+/// `sr.rpc.sweepgen.agent_config`: the sweep configuration of an agent identity.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentConfigRequest {
+    /// Who asks (an agent).
+    pub caller: CallerIdentity,
+    /// The `config_version` the agent already has (empty if none).
+    #[serde(default)]
+    pub current_version: String,
+}
+
+/// One sweep target (mirror of the proto `DeviceTarget`).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct SweepTarget {
+    /// `/32` or `/128` host network.
+    pub network: String,
+    /// Sweep modes.
+    #[serde(default)]
+    pub sweep_modes: Vec<String>,
+    /// Query label(s).
+    #[serde(default)]
+    pub query_label: String,
+    /// Reporting source(s).
+    #[serde(default)]
+    pub source: String,
+    /// Extra attributes (device uid, …).
+    #[serde(default)]
+    pub metadata: std::collections::BTreeMap<String, String>,
+    /// TCP ports.
+    #[serde(default)]
+    pub ports: Vec<i32>,
+}
+
+/// A sweep configuration (mirror of the proto `SweepConfig`).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct SweepConfigBody {
+    /// Minimal exact CIDR cover of the targets.
+    #[serde(default)]
+    pub networks: Vec<String>,
+    /// One per device IP.
+    #[serde(default)]
+    pub device_targets: Vec<SweepTarget>,
+    /// Union of the targets' modes.
+    #[serde(default)]
+    pub sweep_modes: Vec<String>,
+    /// Sweep interval.
+    #[serde(default)]
+    pub sweep_interval_sec: i32,
+    /// Union of the targets' ports.
+    #[serde(default)]
+    pub ports: Vec<i32>,
+}
+
+/// Reply to [`AgentConfigRequest`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentConfigReply {
+    /// True when `current_version` is current; `sweep` is then none.
+    pub not_modified: bool,
+    /// Content hash of the sweep configuration.
+    pub config_version: String,
+    /// Unix seconds of the last change.
+    pub config_timestamp: i64,
+    /// The configuration (none when not modified).
+    #[serde(default)]
+    pub sweep: Option<SweepConfigBody>,
+}

@@ -1315,13 +1315,23 @@ impl Control {
 
     // ------------------------------------------------------------ lookups for the gateway
 
-    /// Tenant by slug with its CA key id.
+    /// Tenant by id (when given) or slug, with its CA key id.
     ///
     /// # Errors
     /// 404.
-    pub async fn tenant_info(&self, slug: &str) -> Result<TenantInfo> {
+    pub async fn tenant_info(&self, id: Option<TenantId>, slug: &str) -> Result<TenantInfo> {
         let mut conn = self.pool.acquire().await?;
-        let t = tenant_by_slug(&mut conn, slug).await?;
+        let t = match id {
+            Some(id) => sqlx::query_as::<_, TenantView>(
+                "SELECT id, slug, name, is_platform, created_at FROM tenants WHERE id = $1",
+            )
+            .bind(id.as_uuid())
+            .fetch_optional(&mut *conn)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("tenant {id} not found")))?,
+            None => tenant_by_slug(&mut conn, slug).await?,
+        };
+        let slug = t.slug.clone();
         let key_id = ca::tenant_key_id(&mut conn, t.id)
             .await?
             .ok_or_else(|| Error::NotFound(format!("tenant {slug} has no CA")))?;

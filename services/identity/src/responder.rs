@@ -53,7 +53,10 @@ pub async fn handle(control: Arc<Control>, msg: Message) -> Vec<u8> {
             Err(e) => Err(e),
         }),
         identity_ops::TENANT_LOOKUP => reply(match decode::<TenantLookupRequest>(&msg) {
-            Ok(r) => c.tenant_info(&r.slug).await.map_err(RpcError::from),
+            Ok(r) => c
+                .tenant_info(r.tenant_id, &r.slug)
+                .await
+                .map_err(RpcError::from),
             Err(e) => Err(e),
         }),
         identity_ops::COMPONENT_LOOKUP => reply(match decode::<ComponentLookupRequest>(&msg) {

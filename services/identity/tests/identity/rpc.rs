@@ -529,6 +529,7 @@ async fn gateway_lookups_answer_tenant_component_and_assignment_questions() {
         identity_ops::TENANT_LOOKUP,
         &TenantLookupRequest {
             slug: "acme".into(),
+            tenant_id: None,
         },
     )
     .await
@@ -544,11 +545,23 @@ async fn gateway_lookups_answer_tenant_component_and_assignment_questions() {
         .contents;
     let peer = sr_pki::PeerCertificate::from_der(&der).unwrap();
     assert_eq!(hex::encode(peer.authority_key_id.unwrap()), info.ca_key_id);
+    let by_id: TenantInfo = rpc(
+        &env,
+        identity_ops::TENANT_LOOKUP,
+        &TenantLookupRequest {
+            slug: String::new(),
+            tenant_id: Some(info.tenant_id),
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(by_id, info);
     let platform: TenantInfo = rpc(
         &env,
         identity_ops::TENANT_LOOKUP,
         &TenantLookupRequest {
             slug: "platform".into(),
+            tenant_id: None,
         },
     )
     .await
@@ -559,6 +572,7 @@ async fn gateway_lookups_answer_tenant_component_and_assignment_questions() {
         identity_ops::TENANT_LOOKUP,
         &TenantLookupRequest {
             slug: "nope".into(),
+            tenant_id: None,
         },
     )
     .await
