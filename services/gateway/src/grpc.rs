@@ -220,13 +220,12 @@ impl Gateway {
                 tenant.to_string().as_str(),
             );
             h.insert(sr_runtime::jetstream::headers::ORIGIN, "sr-gateway");
-            if let Ok(body) = serde_json::to_vec(&event) {
-                if let Ok(ack) = js
+            if let Ok(body) = serde_json::to_vec(&event)
+                && let Ok(ack) = js
                     .publish_with_headers(subjects.events(tenant, "gateway"), h, body.into())
                     .await
-                {
-                    let _ = ack.await;
-                }
+            {
+                let _ = ack.await;
             }
         });
         r.status
