@@ -1,1 +1,3 @@
+//! Gateway throughput benchmark (written with the gateway tests).
+
 fn main() {}
