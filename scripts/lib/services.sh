@@ -2,7 +2,8 @@
 # Finds or starts the Postgres and NATS (JetStream) the tests and the dev stack need.
 #
 #   DATABASE_URL / NATS_URL set      -> used as they are
-#   something answers on 5432 / 4222 -> used
+#   something answers on 5432 / 4222 -> used (SR_DEFAULT_PG_PORT / SR_DEFAULT_NATS_PORT
+#                                       override those ports)
 #   otherwise                        -> a throwaway server is started under $SR_STATE_DIR
 #                                       (Debian packages installed with apt-get when missing
 #                                       and running as root), stopped by sr_stop_services.
@@ -40,9 +41,10 @@ sr_pg_bin() {
 
 sr_ensure_postgres() {
   if [ -n "${DATABASE_URL:-}" ]; then sr_log "Postgres: using DATABASE_URL"; return; fi
-  if sr_port_open 127.0.0.1 5432; then
-    export DATABASE_URL="postgres://postgres@127.0.0.1:5432/postgres"
-    sr_log "Postgres: using 127.0.0.1:5432"
+  local default=${SR_DEFAULT_PG_PORT:-5432}
+  if sr_port_open 127.0.0.1 "$default"; then
+    export DATABASE_URL="postgres://postgres@127.0.0.1:$default/postgres"
+    sr_log "Postgres: using 127.0.0.1:$default"
     return
   fi
   local port=${SR_PG_PORT:-55432} dir="$SR_STATE_DIR/postgres"
@@ -74,9 +76,10 @@ sr_ensure_postgres() {
 
 sr_ensure_nats() {
   if [ -n "${NATS_URL:-}" ]; then sr_log "NATS: using NATS_URL"; return; fi
-  if sr_port_open 127.0.0.1 4222; then
-    export NATS_URL="nats://127.0.0.1:4222"
-    sr_log "NATS: using 127.0.0.1:4222"
+  local default=${SR_DEFAULT_NATS_PORT:-4222}
+  if sr_port_open 127.0.0.1 "$default"; then
+    export NATS_URL="nats://127.0.0.1:$default"
+    sr_log "NATS: using 127.0.0.1:$default"
     return
   fi
   local port=${SR_NATS_PORT:-54222} dir="$SR_STATE_DIR/nats"
