@@ -7,6 +7,8 @@
 //! message; a test never passes silently without them.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::missing_panics_doc)]
 
+pub mod otlp;
+
 use std::future::Future;
 use std::time::Duration;
 

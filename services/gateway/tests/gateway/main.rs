@@ -11,3 +11,4 @@ mod common;
 mod mtls;
 mod rpcs;
 mod streams;
+mod tracing;
