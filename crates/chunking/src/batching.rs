@@ -5,7 +5,6 @@
 //! budget always give the same batches, which the per-batch `Nats-Msg-Id`
 //! ([`batch_msg_id`](crate::stream_id::batch_msg_id)) relies on.
 
-use std::borrow::Borrow;
 use std::ops::Range;
 
 use serde_json::value::RawValue;
@@ -67,7 +66,7 @@ pub fn batch_budget(server_max_payload: usize, header_reserve: usize) -> Result<
 ///
 /// [`BatchError::ElementTooLarge`] for the first element whose `[` element `]` exceeds
 /// `max_batch_bytes`.
-pub fn plan_batches<E: Borrow<RawValue>>(
+pub fn plan_batches<E: JsonElement>(
     elements: &[E],
     max_batch_bytes: usize,
 ) -> Result<Vec<Range<usize>>, BatchError> {
@@ -76,7 +75,7 @@ pub fn plan_batches<E: Borrow<RawValue>>(
     // Bytes of the open batch without its closing `]`; 1 for the bare `[`.
     let mut open_bytes = 1;
     for (index, element) in elements.iter().enumerate() {
-        let size = element.borrow().get().len();
+        let size = element.json_bytes().len();
         if size.saturating_add(2) > max_batch_bytes {
             return Err(BatchError::ElementTooLarge {
                 index,
@@ -112,7 +111,7 @@ pub fn plan_batches<E: Borrow<RawValue>>(
 /// # Errors
 ///
 /// [`BatchError::ElementTooLarge`] for the first element that cannot fit a batch on its own.
-pub fn split_into_batches<E: Borrow<RawValue>>(
+pub fn split_into_batches<E: JsonElement>(
     elements: &[E],
     max_batch_bytes: usize,
 ) -> Result<Vec<Vec<u8>>, BatchError> {
@@ -125,7 +124,7 @@ pub fn split_into_batches<E: Borrow<RawValue>>(
                 + batch.len().saturating_sub(1)
                 + batch
                     .iter()
-                    .map(|element| element.borrow().get().len())
+                    .map(|element| element.json_bytes().len())
                     .sum::<usize>();
             let mut out = Vec::with_capacity(size);
             out.push(b'[');
@@ -133,10 +132,35 @@ pub fn split_into_batches<E: Borrow<RawValue>>(
                 if position > 0 {
                     out.push(b',');
                 }
-                out.extend_from_slice(element.borrow().get().as_bytes());
+                out.extend_from_slice(element.json_bytes());
             }
             out.push(b']');
             out
         })
         .collect())
+}
+
+/// One JSON value as bytes: what the batching functions accept.
+pub trait JsonElement {
+    /// The value's JSON text.
+    fn json_bytes(&self) -> &[u8];
+}
+
+impl JsonElement for Box<RawValue> {
+    fn json_bytes(&self) -> &[u8] {
+        self.get().as_bytes()
+    }
+}
+
+impl JsonElement for &RawValue {
+    fn json_bytes(&self) -> &[u8] {
+        self.get().as_bytes()
+    }
+}
+
+/// Bytes already known to be one JSON value (as [`crate::Reassembled::elements`] returns).
+impl JsonElement for &[u8] {
+    fn json_bytes(&self) -> &[u8] {
+        self
+    }
 }

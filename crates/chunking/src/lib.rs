@@ -37,7 +37,7 @@
 //! }
 //! let reassembled = reassembler.finish()?;
 //! assert_eq!(reassembled.element_count(), 3);
-//! let batches = split_into_batches(reassembled.elements(), 1024)?;
+//! let batches = split_into_batches(&reassembled.elements(), 1024)?;
 //! assert_eq!(batches.len(), 1);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
@@ -48,8 +48,8 @@ pub mod reassembly;
 pub mod stream_id;
 
 pub use batching::{
-    BatchError, DEFAULT_HEADER_RESERVE_BYTES, DEFAULT_NATS_MAX_PAYLOAD, batch_budget, plan_batches,
-    split_into_batches,
+    BatchError, DEFAULT_HEADER_RESERVE_BYTES, DEFAULT_NATS_MAX_PAYLOAD, JsonElement, batch_budget,
+    plan_batches, split_into_batches,
 };
 pub use builder::{
     Chunk, ChunkBuilder, ChunkLimits, DEFAULT_MAX_CHUNK_BYTES, DEFAULT_MAX_DEVICES_PER_CHUNK,

@@ -6,7 +6,8 @@
 //! with `chunk_index == total_chunks - 1`; nothing follows it; every results payload is a complete
 //! JSON array. A stream that breaks a rule fails as a whole: the gateway publishes nothing of it.
 //!
-//! Payloads are parsed only far enough to split them into elements (`Box<RawValue>`); devices are
+//! Payloads are parsed only far enough to find their elements (byte ranges into the payloads kept
+//! as received, so no device is copied or allocated on its own); devices are
 //! never deserialised into structs here.
 
 use std::fmt;
@@ -289,9 +290,19 @@ pub struct Reassembler {
     first: Option<(String, i32)>,
     next_index: i32,
     finished: bool,
-    elements: Vec<Box<RawValue>>,
+    /// The payloads as received; elements are byte ranges into them (no copy per device).
+    payloads: Vec<Vec<u8>>,
+    spans: Vec<ElementSpan>,
     total_bytes: usize,
     service_count: usize,
+}
+
+/// Where one device element sits in the received payloads.
+#[derive(Debug, Clone, Copy)]
+struct ElementSpan {
+    payload: u32,
+    start: u32,
+    end: u32,
 }
 
 impl Reassembler {
@@ -303,7 +314,8 @@ impl Reassembler {
             first: None,
             next_index: 0,
             finished: false,
-            elements: Vec::new(),
+            payloads: Vec::new(),
+            spans: Vec::new(),
             total_bytes: 0,
             service_count: 0,
         }
@@ -390,13 +402,17 @@ impl Reassembler {
             });
         }
 
-        let kept = self.elements.len();
+        let kept = self.spans.len();
+        let base = self.payloads.len();
         for (payload_index, payload) in chunk.payloads.iter().enumerate() {
-            if let Err(error) = self.parse_payload(payload, index, payload_index) {
-                self.elements.truncate(kept);
+            if let Err(error) =
+                self.parse_payload(payload, base + payload_index, index, payload_index)
+            {
+                self.spans.truncate(kept);
                 return Err(error);
             }
         }
+        self.payloads.extend(chunk.payloads);
 
         if self.first.is_none() {
             self.first = Some((chunk.agent_id, total));
@@ -441,7 +457,8 @@ impl Reassembler {
             chunk_count: total,
             service_count: self.service_count,
             total_bytes: self.total_bytes,
-            elements: self.elements,
+            payloads: self.payloads,
+            spans: self.spans,
         })
     }
 
@@ -449,6 +466,7 @@ impl Reassembler {
     fn parse_payload(
         &mut self,
         payload: &[u8],
+        slot: usize,
         chunk_index: i32,
         payload_index: usize,
     ) -> Result<(), StreamError> {
@@ -470,7 +488,9 @@ impl Reassembler {
         let mut over_limit = false;
         let mut deserializer = serde_json::Deserializer::from_slice(payload);
         let parsed = AppendElements {
-            out: &mut self.elements,
+            out: &mut self.spans,
+            base: payload.as_ptr() as usize,
+            slot: u32::try_from(slot).unwrap_or(u32::MAX),
             max_elements: self.limits.max_elements,
             over_limit: &mut over_limit,
         }
@@ -499,7 +519,7 @@ impl fmt::Debug for Reassembler {
             .field("total_chunks", &self.first.as_ref().map(|(_, total)| total))
             .field("next_index", &self.next_index)
             .field("finished", &self.finished)
-            .field("element_count", &self.elements.len())
+            .field("element_count", &self.spans.len())
             .field("total_bytes", &self.total_bytes)
             .field("service_count", &self.service_count)
             .finish()
@@ -512,7 +532,8 @@ pub struct Reassembled {
     chunk_count: i32,
     service_count: usize,
     total_bytes: usize,
-    elements: Vec<Box<RawValue>>,
+    payloads: Vec<Vec<u8>>,
+    spans: Vec<ElementSpan>,
 }
 
 impl Reassembled {
@@ -544,37 +565,42 @@ impl Reassembled {
     /// Number of device elements.
     #[must_use]
     pub fn element_count(&self) -> usize {
-        self.elements.len()
+        self.spans.len()
     }
 
     /// `true` when the stream carried no device (an empty result, `[]`).
     #[must_use]
     pub fn is_empty(&self) -> bool {
-        self.elements.is_empty()
+        self.spans.is_empty()
     }
 
-    /// The device elements as raw JSON, in order; feed them to
-    /// [`split_into_batches`](crate::batching::split_into_batches).
+    /// The device elements as raw JSON bytes, in order, borrowed from the received payloads;
+    /// feed them to [`split_into_batches`](crate::batching::split_into_batches).
     #[must_use]
-    pub fn elements(&self) -> &[Box<RawValue>] {
-        &self.elements
+    pub fn elements(&self) -> Vec<&[u8]> {
+        self.spans
+            .iter()
+            .map(|s| &self.payloads[s.payload as usize][s.start as usize..s.end as usize])
+            .collect()
     }
 
-    /// Takes the device elements.
+    /// The device elements as owned raw JSON values.
     #[must_use]
     pub fn into_elements(self) -> Vec<Box<RawValue>> {
-        self.elements
+        self.elements()
+            .into_iter()
+            .filter_map(|bytes| {
+                let text = String::from_utf8(bytes.to_vec()).ok()?;
+                RawValue::from_string(text).ok()
+            })
+            .collect()
     }
 
     /// [`fallback_stream_id`] over this stream's elements: the dedup id when the client sent no
     /// `x-sr-stream-id`. It depends on the elements, not on how they were chunked.
     #[must_use]
     pub fn content_stream_id(&self, identity: &str, tenant: &str) -> String {
-        fallback_stream_id(
-            identity,
-            tenant,
-            self.elements.iter().map(|element| element.get().as_bytes()),
-        )
+        fallback_stream_id(identity, tenant, self.elements())
     }
 }
 
@@ -585,15 +611,20 @@ impl fmt::Debug for Reassembled {
             .field("chunk_count", &self.chunk_count)
             .field("service_count", &self.service_count)
             .field("total_bytes", &self.total_bytes)
-            .field("element_count", &self.elements.len())
+            .field("element_count", &self.spans.len())
             .finish()
     }
 }
 
-/// Deserialises a JSON array by appending each element, as raw JSON, to `out`; stops with an
-/// error (and sets `over_limit`) once `out` would exceed `max_elements`.
+/// Deserialises a JSON array by recording where each element sits in the payload (borrowed
+/// raw JSON, so nothing is copied); stops with an error (and sets `over_limit`) once `out` would
+/// exceed `max_elements`.
 struct AppendElements<'a> {
-    out: &'a mut Vec<Box<RawValue>>,
+    out: &'a mut Vec<ElementSpan>,
+    /// Address of the payload's first byte.
+    base: usize,
+    /// Index of the payload in the stream.
+    slot: u32,
     max_elements: usize,
     over_limit: &'a mut bool,
 }
@@ -614,12 +645,22 @@ impl<'de> Visitor<'de> for AppendElements<'_> {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        while let Some(element) = seq.next_element::<Box<RawValue>>()? {
+        while let Some(element) = seq.next_element::<&'de RawValue>()? {
             if self.out.len() >= self.max_elements {
                 *self.over_limit = true;
                 return Err(de::Error::custom("too many elements"));
             }
-            self.out.push(element);
+            let text = element.get();
+            let start = (text.as_ptr() as usize).wrapping_sub(self.base);
+            let (Ok(start), Ok(end)) = (u32::try_from(start), u32::try_from(start + text.len()))
+            else {
+                return Err(de::Error::custom("payload too large"));
+            };
+            self.out.push(ElementSpan {
+                payload: self.slot,
+                start,
+                end,
+            });
         }
         Ok(())
     }

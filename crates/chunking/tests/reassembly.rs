@@ -28,7 +28,7 @@ fn raw_elements(reassembler: Reassembler) -> Vec<String> {
         .unwrap()
         .elements()
         .iter()
-        .map(|element| element.get().to_owned())
+        .map(|element| std::str::from_utf8(element).unwrap().to_owned())
         .collect()
 }
 
@@ -62,7 +62,7 @@ fn a_well_formed_stream_yields_its_elements_in_order_with_counts() {
     let ips: Vec<&str> = reassembled
         .elements()
         .iter()
-        .map(|element| element.get())
+        .map(|element| std::str::from_utf8(element).unwrap())
         .collect();
     assert_eq!(
         ips,
@@ -372,7 +372,11 @@ fn a_rejected_chunk_leaves_the_reassembler_unchanged() {
     let reassembled = reassembler.finish().unwrap();
     assert_eq!(reassembled.service_count(), 2);
     assert_eq!(reassembled.total_bytes(), "[1,2]".len() + "[6]".len());
-    let elements: Vec<&str> = reassembled.elements().iter().map(|e| e.get()).collect();
+    let elements: Vec<&str> = reassembled
+        .elements()
+        .iter()
+        .map(|e| std::str::from_utf8(e).unwrap())
+        .collect();
     assert_eq!(elements, vec!["1", "2", "6"]);
 }
 

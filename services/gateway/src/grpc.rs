@@ -740,7 +740,7 @@ impl Gateway {
         let started = Instant::now();
         let batches = self
             .publisher
-            .publish(&caller.cn, tenant, &stream_id, done.elements())
+            .publish(&caller.cn, tenant, &stream_id, &done.elements())
             .await?;
         self.metrics
             .publish_seconds

@@ -4,7 +4,6 @@
 
 use async_nats::HeaderMap;
 use async_nats::jetstream;
-use sr_chunking::RawValue;
 use sr_core::{Subjects, TenantId};
 use sr_runtime::jetstream::headers;
 use tonic::Status;
@@ -58,7 +57,7 @@ impl Publisher {
         identity: &str,
         tenant: TenantId,
         stream_id: &str,
-        elements: &[Box<RawValue>],
+        elements: &[&[u8]],
     ) -> Result<usize, Status> {
         let batches = sr_chunking::split_into_batches(elements, self.budget)
             .map_err(|e| Status::invalid_argument(format!("result cannot be published: {e}")))?;
