@@ -88,7 +88,8 @@ async fn main() -> anyhow::Result<()> {
             faker.advance_churn();
         }
         let t = Instant::now();
-        let (mut from, mut devices, mut bytes, mut pages, mut id_sum) = (0u64, 0u64, 0u64, 0u64, 0u64);
+        let (mut from, mut devices, mut bytes, mut pages, mut id_sum) =
+            (0u64, 0u64, 0u64, 0u64, 0u64);
         loop {
             let body = http
                 .get(format!("{base}/api/v1/search/"))

@@ -87,7 +87,11 @@ struct PageData<'a> {
 }
 
 /// `GET /api/v1/search/?aql=&length=&from=` with `Authorization: <token>`.
-async fn search(State(s): State<Arc<Shared>>, headers: HeaderMap, RawQuery(q): RawQuery) -> Response {
+async fn search(
+    State(s): State<Arc<Shared>>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> Response {
     s.metrics.search_requests.inc();
     match search_page(&s, &headers, q.as_deref().unwrap_or("")).await {
         Ok(response) => {

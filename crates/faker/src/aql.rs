@@ -77,7 +77,9 @@ impl Filter {
             Self::Category(names) => names
                 .iter()
                 .any(|n| n.eq_ignore_ascii_case(t.device_type().category)),
-            Self::Manufacturer(names) => names.iter().any(|n| n.eq_ignore_ascii_case(t.manufacturer)),
+            Self::Manufacturer(names) => {
+                names.iter().any(|n| n.eq_ignore_ascii_case(t.manufacturer))
+            }
             Self::Tag(mask) => t.tags & mask != 0,
             Self::RiskLevel(ranges) => in_ranges(ranges, u64::from(t.risk_level)),
             Self::Id(ranges) => in_ranges(ranges, id),
@@ -148,7 +150,9 @@ impl Query {
                 "tag" | "tags" => Filter::Tag(
                     TAGS.iter()
                         .enumerate()
-                        .filter(|(_, (name, _))| values.iter().any(|v| v.eq_ignore_ascii_case(name)))
+                        .filter(|(_, (name, _))| {
+                            values.iter().any(|v| v.eq_ignore_ascii_case(name))
+                        })
                         .fold(0, |mask, (k, _)| mask | (1 << k)),
                 ),
                 "risklevel" => Filter::RiskLevel(ranges(key, &values)?),
@@ -279,7 +283,10 @@ mod tests {
             ("", AqlError::Empty),
             ("type:Camera", AqlError::NoCollection),
             ("in:activity", AqlError::Collection("activity".into())),
-            ("in:devices boundaries:Corp", AqlError::Key("boundaries".into())),
+            (
+                "in:devices boundaries:Corp",
+                AqlError::Key("boundaries".into()),
+            ),
             ("in:devices Camera", AqlError::Term("Camera".into())),
             ("in:devices type:", AqlError::EmptyValue("type".into())),
             ("in:devices type:\"Access", AqlError::Quote),

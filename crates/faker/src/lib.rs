@@ -368,7 +368,9 @@ impl Faker {
         }
         let outcome = match ended_early {
             Some(r) => Some(r),
-            None => tokio::time::timeout(Duration::from_secs(10), server).await.ok(),
+            None => tokio::time::timeout(Duration::from_secs(10), server)
+                .await
+                .ok(),
         };
         match outcome {
             Some(Ok(r)) => r.map_err(|e| Error::io("HTTP server", e))?,

@@ -19,7 +19,11 @@ async fn main() -> std::process::ExitCode {
         }
     };
     let result = match sr_faker::Faker::build(config).await {
-        Ok(faker) => faker.run_until(sr_runtime::shutdown::token_on_signal()).await,
+        Ok(faker) => {
+            faker
+                .run_until(sr_runtime::shutdown::token_on_signal())
+                .await
+        }
         Err(e) => Err(e),
     };
     if let Err(e) = result {

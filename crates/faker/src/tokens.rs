@@ -42,7 +42,9 @@ impl Tokens {
             uuid::Uuid::new_v4().simple(),
             uuid::Uuid::new_v4().simple()
         );
-        let expires = now.checked_add_signed(self.ttl).unwrap_or(DateTime::<Utc>::MAX_UTC);
+        let expires = now
+            .checked_add_signed(self.ttl)
+            .unwrap_or(DateTime::<Utc>::MAX_UTC);
         let mut live = self.lock();
         if live.len() > PRUNE_ABOVE {
             live.retain(|_, exp| *exp > now);
