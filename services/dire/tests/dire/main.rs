@@ -10,3 +10,5 @@
 mod common;
 mod faker;
 mod rules;
+mod churn;
+mod consumer;
