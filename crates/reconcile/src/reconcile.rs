@@ -985,8 +985,7 @@ fn fold_updates(
     };
     rec.uid = uid;
     for (updates, overwrite) in [(&fresh, true), (&stale, false)] {
-        let pick =
-            |f: &dyn Fn(&Observation) -> Option<String>| updates.iter().find_map(|o| f(o));
+        let pick = |f: &dyn Fn(&Observation) -> Option<String>| updates.iter().find_map(|o| f(o));
         let set = |slot: &mut Option<String>, v: Option<String>| {
             if v.is_some() && (overwrite || slot.is_none()) {
                 *slot = v;

@@ -771,12 +771,8 @@ fn a_new_device_with_a_locally_administered_mac_is_seeded_by_it() {
 #[test]
 fn a_late_batch_older_than_the_stored_sighting_does_not_roll_back_fields_or_ip() {
     // Replicas and redelivery can commit an older batch after a newer one.
-    let old = batch(vec![
-        obs("10.0.0.1").armis("1").hostname("old-name").at(0),
-    ]);
-    let new = batch(vec![
-        obs("10.0.0.2").armis("1").hostname("new-name").at(30),
-    ]);
+    let old = batch(vec![obs("10.0.0.1").armis("1").hostname("old-name").at(0)]);
+    let new = batch(vec![obs("10.0.0.2").armis("1").hostname("new-name").at(30)]);
     let in_order = state_after(&[old.clone(), new.clone()]);
     let reversed = state_after(&[new.clone(), old.clone()]);
     assert_eq!(in_order, reversed);
@@ -851,7 +847,13 @@ fn sweep_hints_keep_the_latest_per_source_and_query_label() {
     let labels: Vec<(&str, Option<&str>, Vec<String>)> = d
         .sweep_hints
         .iter()
-        .map(|h| (h.source.as_str(), h.query_label.as_deref(), h.sweep_modes.clone()))
+        .map(|h| {
+            (
+                h.source.as_str(),
+                h.query_label.as_deref(),
+                h.sweep_modes.clone(),
+            )
+        })
         .collect();
     assert_eq!(
         labels,

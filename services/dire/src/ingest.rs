@@ -19,7 +19,9 @@ use chrono::{DateTime, Utc};
 use futures::StreamExt as _;
 use sqlx::PgPool;
 use sr_core::{Subjects, TenantId};
-use sr_reconcile::{Observation, Outcome, ReconcileConfig, decode_updates, reconcile, required_lookups};
+use sr_reconcile::{
+    Observation, Outcome, ReconcileConfig, decode_updates, reconcile, required_lookups,
+};
 use sr_runtime::jetstream::headers;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -126,7 +128,9 @@ fn received_at(msg: &jetstream::Message) -> DateTime<Utc> {
         .ok()
         .and_then(|i| {
             let nanos = i.published.unix_timestamp_nanos();
-            i64::try_from(nanos).ok().map(DateTime::from_timestamp_nanos)
+            i64::try_from(nanos)
+                .ok()
+                .map(DateTime::from_timestamp_nanos)
         })
         .unwrap_or_else(Utc::now)
 }
@@ -211,13 +215,11 @@ impl Ingest {
                 } => {
                     self.metrics.updates_rejected.inc_by(rejected as u64);
                     for (partition, updates) in by_partition {
-                        let g = groups
-                            .entry((tenant, partition))
-                            .or_insert_with(|| Group {
-                                tenant,
-                                updates: Vec::new(),
-                                members: Vec::new(),
-                            });
+                        let g = groups.entry((tenant, partition)).or_insert_with(|| Group {
+                            tenant,
+                            updates: Vec::new(),
+                            members: Vec::new(),
+                        });
                         g.updates.extend(updates);
                         g.members.push(i);
                     }
@@ -255,7 +257,10 @@ impl Ingest {
                     continue;
                 };
                 let updates = by_partition.remove(&partition).unwrap_or_default();
-                let fate = match self.apply_traced(tenant, &partition, &updates, &msgs[i]).await {
+                let fate = match self
+                    .apply_traced(tenant, &partition, &updates, &msgs[i])
+                    .await
+                {
                     Ok(()) => Fate::Ack,
                     Err(e) if e.is_transient() => Fate::Nak,
                     Err(e) => {

@@ -105,7 +105,8 @@ pub async fn load_state(
             identifiers.push((id, parse_uid(&uid)?));
         }
     }
-    KnownState::from_rows(partition, devices, identifiers).map_err(|e| Error::Corrupt(e.to_string()))
+    KnownState::from_rows(partition, devices, identifiers)
+        .map_err(|e| Error::Corrupt(e.to_string()))
 }
 
 fn parse_uid(s: &str) -> Result<DeviceUid> {

@@ -10,7 +10,8 @@ const CYCLES: usize = 10;
 const CHUNK: usize = 1_000;
 
 #[tokio::test]
-async fn five_thousand_faker_devices_under_ten_churn_cycles_stay_five_thousand_devices_without_merges() {
+async fn five_thousand_faker_devices_under_ten_churn_cycles_stay_five_thousand_devices_without_merges()
+ {
     let env = Env::new();
     let app = env.start().await;
     let t = TenantId::random();
@@ -28,7 +29,10 @@ async fn five_thousand_faker_devices_under_ten_churn_cycles_stay_five_thousand_d
         }
         env.ingested().await;
     }
-    assert_eq!(env.scalar("SELECT count(*) FROM devices").await, DEVICES as i64);
+    assert_eq!(
+        env.scalar("SELECT count(*) FROM devices").await,
+        DEVICES as i64
+    );
     assert_eq!(
         env.scalar("SELECT count(DISTINCT value) FROM identifiers WHERE type = 'armis_device_id'")
             .await,
@@ -39,12 +43,11 @@ async fn five_thousand_faker_devices_under_ten_churn_cycles_stay_five_thousand_d
     assert!(app.metrics.ip_churn.get() > 0);
     // Every device ends at the IP of its last sighting.
     let pool = env.db.pool().await;
-    let rows: Vec<(String, String)> = sqlx::query_as(
-        "SELECT d.uid, host(d.ip) FROM devices d WHERE d.ip IS NOT NULL",
-    )
-    .fetch_all(&pool)
-    .await
-    .unwrap();
+    let rows: Vec<(String, String)> =
+        sqlx::query_as("SELECT d.uid, host(d.ip) FROM devices d WHERE d.ip IS NOT NULL")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
     assert_eq!(rows.len(), DEVICES, "every device holds an IP");
     let by_armis: Vec<(String, String)> = sqlx::query_as(
         "SELECT i.value, host(d.ip) FROM identifiers i

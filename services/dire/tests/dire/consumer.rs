@@ -48,7 +48,11 @@ async fn poison_message_is_terminated_counted_and_reported() {
         assert_eq!((e.class_uid, e.activity_id, e.severity_id), (1008, 99, 3));
         assert_eq!(e.tenant_id, t);
     }
-    assert!(events.iter().any(|e| e.message.contains("not a JSON array")));
+    assert!(
+        events
+            .iter()
+            .any(|e| e.message.contains("not a JSON array"))
+    );
     assert!(events.iter().any(|e| e.message.contains("does not match")));
     // Terminated, not redelivered: nothing pending, nothing awaiting an ack, no retries.
     assert_eq!(app.metrics.naks.get(), 0);
@@ -56,7 +60,9 @@ async fn poison_message_is_terminated_counted_and_reported() {
 }
 
 /// Overlapping devices per (tenant, partition), as many messages from two sync sources.
-fn overlapping_messages(tenants: &[TenantId]) -> (Vec<(TenantId, Vec<Value>)>, Vec<(TenantId, Vec<Value>)>) {
+fn overlapping_messages(
+    tenants: &[TenantId],
+) -> (Vec<(TenantId, Vec<Value>)>, Vec<(TenantId, Vec<Value>)>) {
     const POOL: usize = 120;
     let partitions = ["default", "site-b"];
     let device = |t: usize, p: &str, i: usize, k: i64| {
@@ -65,7 +71,11 @@ fn overlapping_messages(tenants: &[TenantId]) -> (Vec<(TenantId, Vec<Value>)>, V
         u = with(u, "hostname", json!(format!("h{i}-{k}")));
         u = with_meta(u, "model", &format!("m{k}"));
         if i % 3 == 0 {
-            u = with(u, "mac", json!(format!("00:1b:21:{t:02x}:{:02x}:{:02x}", i / 256, i % 256)));
+            u = with(
+                u,
+                "mac",
+                json!(format!("00:1b:21:{t:02x}:{:02x}:{:02x}", i / 256, i % 256)),
+            );
         }
         u
     };
@@ -124,7 +134,11 @@ async fn two_instances_on_one_durable_consumer_reach_the_same_state_as_one_witho
     let (one, two) = (Env::new(), Env::new());
     let (single, single_naks) = run_replicas(&one, 1, &tenants).await;
     let (pair, pair_naks) = run_replicas(&two, 2, &tenants).await;
-    assert_eq!((single_naks, pair_naks), (0, 0), "no failed (deadlocked) batch");
+    assert_eq!(
+        (single_naks, pair_naks),
+        (0, 0),
+        "no failed (deadlocked) batch"
+    );
     assert_eq!(single.as_array().unwrap().len(), 2 * 2 * 120);
     assert_eq!(single, pair);
     assert_eq!(one.scalar("SELECT count(*) FROM merge_audit").await, 0);
@@ -160,8 +174,20 @@ async fn inventory_changes_are_published_after_commit_even_when_jetstream_was_un
     let d = &change.devices[0];
     assert_eq!(d.uid, "sr:8c1ab81a-bdf0-4417-ae9a-6678756238b7");
     assert_eq!(
-        (d.partition.as_str(), d.agent_id.as_deref(), d.ips.clone(), d.sources.clone(), d.removed),
-        ("default", Some("agent-1"), vec!["10.0.0.1".to_owned()], vec!["armis".to_owned()], false)
+        (
+            d.partition.as_str(),
+            d.agent_id.as_deref(),
+            d.ips.clone(),
+            d.sources.clone(),
+            d.removed
+        ),
+        (
+            "default",
+            Some("agent-1"),
+            vec!["10.0.0.1".to_owned()],
+            vec!["armis".to_owned()],
+            false
+        )
     );
     assert_eq!(d.hints.len(), 1);
     assert_eq!(d.hints[0].query_label.as_deref(), Some("all"));
@@ -204,10 +230,16 @@ async fn an_older_batch_delivered_after_a_newer_one_does_not_roll_the_device_bac
     let env = Env::new();
     let app = env.start().await;
     let t = TenantId::random();
-    env.ingest(t, &[with(armis("1", "10.0.0.2", 30), "hostname", json!("new"))])
-        .await;
-    env.ingest(t, &[with(armis("1", "10.0.0.1", 0), "hostname", json!("old"))])
-        .await;
+    env.ingest(
+        t,
+        &[with(armis("1", "10.0.0.2", 30), "hostname", json!("new"))],
+    )
+    .await;
+    env.ingest(
+        t,
+        &[with(armis("1", "10.0.0.1", 0), "hostname", json!("old"))],
+    )
+    .await;
     let d = env.devices(t).await;
     let got: BTreeMap<&str, &Value> = [("ip", &d[0]["ip"]), ("hostname", &d[0]["hostname"])]
         .into_iter()

@@ -7,8 +7,9 @@
     missing_docs
 )]
 
+mod api;
+mod churn;
 mod common;
+mod consumer;
 mod faker;
 mod rules;
-mod churn;
-mod consumer;

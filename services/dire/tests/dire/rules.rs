@@ -53,13 +53,22 @@ async fn armis_only_then_armis_with_mac_stays_one_device() {
     env.ingest(t, &[armis("5", "10.0.0.1", 0)]).await;
     env.ingest(
         t,
-        &[with(armis("5", "10.0.0.1", 1), "mac", json!("00:1b:21:00:00:05"))],
+        &[with(
+            armis("5", "10.0.0.1", 1),
+            "mac",
+            json!("00:1b:21:00:00:05"),
+        )],
     )
     .await;
     let d = env.devices(t).await;
     assert_eq!(d.len(), 1);
-    let armis_only = sr_reconcile::uid_from_seed("serviceradar-device-v3:partition:default:armis:5");
-    assert_eq!(d[0]["uid"], armis_only.to_string(), "found by lookup, not re-seeded");
+    let armis_only =
+        sr_reconcile::uid_from_seed("serviceradar-device-v3:partition:default:armis:5");
+    assert_eq!(
+        d[0]["uid"],
+        armis_only.to_string(),
+        "found by lookup, not re-seeded"
+    );
     assert_eq!(
         d[0]["identifiers"],
         json!(["armis_device_id=5", "mac=001B21000005"])
@@ -73,10 +82,15 @@ async fn tenants_with_identical_identifiers_stay_separate() {
     let env = Env::new();
     let app = env.start().await;
     let (a, b) = (TenantId::random(), TenantId::random());
-    let update = with(armis("42", "10.0.0.1", 0), "mac", json!("00:1b:21:00:00:42"));
+    let update = with(
+        armis("42", "10.0.0.1", 0),
+        "mac",
+        json!("00:1b:21:00:00:42"),
+    );
     env.publish(a, &[with(update.clone(), "hostname", json!("a"))])
         .await;
-    env.publish(b, &[with(update, "hostname", json!("b"))]).await;
+    env.publish(b, &[with(update, "hostname", json!("b"))])
+        .await;
     env.ingested().await;
     let (da, db) = (env.devices(a).await, env.devices(b).await);
     assert_eq!((da.len(), db.len()), (1, 1));
@@ -113,10 +127,20 @@ async fn empty_partition_is_the_default_partition() {
     let env = Env::new();
     let app = env.start().await;
     let t = TenantId::random();
-    env.ingest(t, &[with(armis("3", "10.0.0.3", 0), "partition", json!(""))])
-        .await;
-    env.ingest(t, &[with(armis("3", "10.0.0.3", 1), "partition", json!("default"))])
-        .await;
+    env.ingest(
+        t,
+        &[with(armis("3", "10.0.0.3", 0), "partition", json!(""))],
+    )
+    .await;
+    env.ingest(
+        t,
+        &[with(
+            armis("3", "10.0.0.3", 1),
+            "partition",
+            json!("default"),
+        )],
+    )
+    .await;
     let d = env.devices(t).await;
     assert_eq!(d.len(), 1);
     assert_eq!(d[0]["partition"], "default");
@@ -223,7 +247,11 @@ async fn mac_only_conflict_does_not_merge_and_is_counted() {
         .await;
     env.ingest(
         t,
-        &[with(armis("1", "10.0.0.1", 20), "mac", json!("00:1b:21:00:00:09"))],
+        &[with(
+            armis("1", "10.0.0.1", 20),
+            "mac",
+            json!("00:1b:21:00:00:09"),
+        )],
     )
     .await;
     let d = env.devices(t).await;
@@ -265,7 +293,8 @@ async fn ip_only_update_resolves_to_the_holder_of_that_ip_in_its_tenant_and_part
         &[with(armis("1", "10.0.0.1", 0), "hostname", json!("cam"))],
     )
     .await;
-    let sweep = json!({"ip": "10.0.0.1", "source": "sweep", "timestamp": ts(5), "is_available": true});
+    let sweep =
+        json!({"ip": "10.0.0.1", "source": "sweep", "timestamp": ts(5), "is_available": true});
     env.ingest(t, &[sweep.clone()]).await;
     env.ingest(other, &[sweep.clone()]).await;
     env.ingest(t, &[with(sweep, "partition", json!("elsewhere"))])
@@ -292,11 +321,16 @@ async fn sync_update_without_is_available_leaves_availability_unchanged() {
     let t = TenantId::random();
     env.ingest(t, &[armis("1", "10.0.0.1", 0)]).await;
     assert_eq!(env.devices(t).await[0]["is_available"], json!(null));
-    let sweep = json!({"ip": "10.0.0.1", "source": "sweep", "timestamp": ts(5), "is_available": true});
+    let sweep =
+        json!({"ip": "10.0.0.1", "source": "sweep", "timestamp": ts(5), "is_available": true});
     env.ingest(t, &[sweep]).await;
     env.ingest(
         t,
-        &[with(armis("1", "10.0.0.1", 60), "hostname", json!("renamed"))],
+        &[with(
+            armis("1", "10.0.0.1", 60),
+            "hostname",
+            json!("renamed"),
+        )],
     )
     .await;
     let d = env.devices(t).await;
@@ -320,7 +354,11 @@ async fn first_sighting_writes_the_device_before_its_identifiers() {
     assert_eq!(d.len(), 1);
     assert_eq!(
         d[0]["identifiers"],
-        json!(["armis_device_id=11", "mac=001B21000011", "netbox_device_id=77"])
+        json!([
+            "armis_device_id=11",
+            "mac=001B21000011",
+            "netbox_device_id=77"
+        ])
     );
     assert_eq!(app.metrics.naks.get(), 0, "no failure, no retry");
     app.stop().await;
@@ -338,12 +376,15 @@ async fn redelivered_batch_changes_nothing() {
     ];
     env.ingest(t, &batch).await;
     let first = env.snapshot().await;
-    let revisions = env.scalar("SELECT sum(revision)::bigint FROM devices").await;
+    let revisions = env
+        .scalar("SELECT sum(revision)::bigint FROM devices")
+        .await;
     let published = app.metrics.inventory_published.get();
     env.ingest(t, &batch).await;
     assert_eq!(env.snapshot().await, first);
     assert_eq!(
-        env.scalar("SELECT sum(revision)::bigint FROM devices").await,
+        env.scalar("SELECT sum(revision)::bigint FROM devices")
+            .await,
         revisions
     );
     assert_eq!(app.metrics.devices_with("unchanged"), 3);
