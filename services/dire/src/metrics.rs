@@ -60,12 +60,9 @@ impl Default for Metrics {
             updates_rejected: Counter::default(),
             naks: Counter::default(),
             consumer_lag: Gauge::default(),
-            batch_latency: Histogram::new(
-                [
-                    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
-                ]
-                .into_iter(),
-            ),
+            batch_latency: Histogram::new([
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+            ]),
             inventory_published: Counter::default(),
             events_published: Counter::default(),
             publish_failures: Counter::default(),

@@ -59,10 +59,11 @@ async fn poison_message_is_terminated_counted_and_reported() {
     app.stop().await;
 }
 
-/// Overlapping devices per (tenant, partition), as many messages from two sync sources.
-fn overlapping_messages(
-    tenants: &[TenantId],
-) -> (Vec<(TenantId, Vec<Value>)>, Vec<(TenantId, Vec<Value>)>) {
+type Messages = Vec<(TenantId, Vec<Value>)>;
+
+/// Overlapping devices per (tenant, partition): a seed message per scope, then many messages
+/// that each re-report most of a scope's devices with newer values.
+fn overlapping_messages(tenants: &[TenantId]) -> (Messages, Messages) {
     const POOL: usize = 120;
     let partitions = ["default", "site-b"];
     let device = |t: usize, p: &str, i: usize, k: i64| {
@@ -70,7 +71,7 @@ fn overlapping_messages(
         let mut u = with(armis(&(i + 1).to_string(), &ip, k), "partition", json!(p));
         u = with(u, "hostname", json!(format!("h{i}-{k}")));
         u = with_meta(u, "model", &format!("m{k}"));
-        if i % 3 == 0 {
+        if i.is_multiple_of(3) {
             u = with(
                 u,
                 "mac",
@@ -90,7 +91,7 @@ fn overlapping_messages(
         let ti = (k as usize) % tenants.len();
         let p = partitions[(k as usize / 2) % 2];
         let mut updates: Vec<Value> = (0..POOL)
-            .filter(|i| (i * 7 + k as usize * 13) % 3 != 0)
+            .filter(|i| !(i * 7 + k as usize * 13).is_multiple_of(3))
             .map(|i| device(ti, p, i, k))
             .collect();
         for i in (k as usize..POOL).step_by(17) {

@@ -295,8 +295,8 @@ async fn ip_only_update_resolves_to_the_holder_of_that_ip_in_its_tenant_and_part
     .await;
     let sweep =
         json!({"ip": "10.0.0.1", "source": "sweep", "timestamp": ts(5), "is_available": true});
-    env.ingest(t, &[sweep.clone()]).await;
-    env.ingest(other, &[sweep.clone()]).await;
+    env.ingest(t, std::slice::from_ref(&sweep)).await;
+    env.ingest(other, std::slice::from_ref(&sweep)).await;
     env.ingest(t, &[with(sweep, "partition", json!("elsewhere"))])
         .await;
     let d = env.devices(t).await;
