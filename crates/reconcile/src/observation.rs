@@ -5,6 +5,7 @@ use std::net::IpAddr;
 
 use chrono::{DateTime, Datelike, Utc};
 use serde::{Deserialize, Deserializer, Serialize};
+use sr_core::inventory::{SweepHint, meta};
 
 use crate::identifier::{Identifier, IdentifierKind, MacAddr, Strength};
 use crate::uid::{DeviceUid, normalize_partition};
@@ -286,6 +287,45 @@ impl Observation {
         self.identifiers()
             .iter()
             .any(|id| id.strength() == Strength::Strong)
+    }
+
+    /// The sweep hint this update gives for its (source, query label): modes and ports from
+    /// the comma lists in metadata `sweep_modes` / `sweep_ports` (modes trimmed and lower-cased,
+    /// unparsable ports ignored, both sorted and deduplicated), the interval from
+    /// `sweep_interval_secs`. `None` for an update without a source.
+    pub fn sweep_hint(&self) -> Option<SweepHint> {
+        let source = self.source.clone()?;
+        let mut sweep_modes: Vec<String> = self
+            .meta(meta::SWEEP_MODES)
+            .map(|v| {
+                v.split(',')
+                    .map(|m| m.trim().to_ascii_lowercase())
+                    .filter(|m| !m.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default();
+        sweep_modes.sort();
+        sweep_modes.dedup();
+        let mut ports: Vec<u16> = self
+            .meta(meta::SWEEP_PORTS)
+            .map(|v| {
+                v.split(',')
+                    .filter_map(|p| p.trim().parse::<u16>().ok())
+                    .filter(|p| *p > 0)
+                    .collect()
+            })
+            .unwrap_or_default();
+        ports.sort_unstable();
+        ports.dedup();
+        Some(SweepHint {
+            source,
+            query_label: self.meta(meta::QUERY_LABEL).map(str::to_owned),
+            sweep_modes,
+            ports,
+            sweep_interval_secs: self
+                .meta(meta::SWEEP_INTERVAL_SECS)
+                .and_then(|v| v.parse::<u32>().ok()),
+        })
     }
 
     /// The uid a new device would get from this update alone ([`crate::canonical_id`] of its

@@ -35,13 +35,17 @@
 //!    sighting wins (ties: a reported device over an unreported one, then the smallest uid);
 //!    losers are left without an IP.
 //! 7. Field values are order-independent: for each field the latest update that states it wins
-//!    (ties by content order); sources are united; metadata is overlaid oldest to newest.
+//!    (ties by content order); sources are united; metadata is overlaid oldest to newest; sweep
+//!    hints keep the latest per (source, query label). Updates older than the stored row's
+//!    `last_seen` only fill gaps and a group made only of them keeps its stored IP, so batches
+//!    applied out of order (replicas, redelivery) converge to the in-order result.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use chrono::{DateTime, TimeDelta, Utc};
+use sr_core::inventory::SweepHint;
 
 use crate::identifier::{Identifier, IdentifierKind, Strength};
 use crate::observation::Observation;
@@ -501,7 +505,7 @@ impl<'a> Engine<'a> {
         let mut fresh: BTreeMap<IpAddr, Vec<usize>> = BTreeMap::new();
         for with_identifiers in [true, false] {
             let groups = self.groups();
-            let holders = self.settle_ips(&groups, &pending);
+            let holders = self.settle_ips(&groups, &pending, false);
             for g in &weak {
                 let carries = g.members.iter().any(|&m| !self.ids[m].is_empty());
                 if carries != with_identifiers || g.members.first().is_none_or(|&m| !pending[m]) {
@@ -612,12 +616,53 @@ impl<'a> Engine<'a> {
         }
     }
 
+    /// The IP a group with updates claims, and how recent its evidence is.
+    ///
+    /// Normally the IP of the group's latest update, seen at the later of that update and the
+    /// stored `last_seen` of a device of the group already holding that IP. A group whose
+    /// updates are all older than the newest stored sighting of its devices is *stale* (a late
+    /// or redelivered batch, or a batch another replica committed first): it must not move the
+    /// device back to an old IP, so it claims the IP of its most recently seen device that
+    /// holds one, as of that sighting (nothing when none holds one).
+    ///
+    /// While weak groups are being placed (`stale_aware` false) every group claims its latest
+    /// update's IP, as the placement of IP-only updates must not depend on how recently the
+    /// stored rows were refreshed (reprocessing a batch would place them differently).
+    fn claim_of(&self, group: &Group, stale_aware: bool) -> Option<(IpAddr, Claim)> {
+        let &latest = group.members.last()?;
+        let obs = &self.batch[latest];
+        let uid = self.group_uid(group);
+        let stored: Vec<&DeviceRecord> = group
+            .devices
+            .iter()
+            .filter_map(|&j| self.state.device(&self.dev_uids[j]))
+            .collect();
+        let horizon = stored.iter().map(|d| d.last_seen).max();
+        if stale_aware && horizon.is_some_and(|h| obs.timestamp < h) {
+            let best = stored
+                .iter()
+                .filter(|d| d.ip.is_some())
+                .max_by_key(|d| (d.last_seen, Reverse(d.uid)))?;
+            return Some((best.ip?, (best.last_seen, 1, Reverse(uid))));
+        }
+        let seen = stored
+            .iter()
+            .filter(|d| d.ip == Some(obs.ip))
+            .map(|d| d.last_seen)
+            .max()
+            .map_or(obs.timestamp, |s| s.max(obs.timestamp));
+        Some((obs.ip, (seen, 1, Reverse(uid))))
+    }
+
     /// Settles IP claims: returns ip -> (root, uid) of the holder after this batch.
-    /// Groups whose updates are still `pending` placement do not claim.
+    /// Groups whose updates are still `pending` placement do not claim; `final_claims` says
+    /// whether these are the final claims (stale groups keep their stored IP) or the interim
+    /// ones used to place weak groups.
     fn settle_ips(
         &mut self,
         groups: &[Group],
         pending: &[bool],
+        final_claims: bool,
     ) -> BTreeMap<IpAddr, (usize, DeviceUid)> {
         let mut best: BTreeMap<IpAddr, (Claim, usize, DeviceUid)> = BTreeMap::new();
         let mut offer = |ip: IpAddr, claim: Claim, root: usize, uid: DeviceUid| {
@@ -628,23 +673,14 @@ impl<'a> Engine<'a> {
         };
         for group in groups {
             let root = self.forest.find(group.root);
-            if let Some(&latest) = group.members.last() {
+            if !group.members.is_empty() {
                 if group.members.first().is_some_and(|&m| pending[m]) {
                     continue;
                 }
-                let obs = &self.batch[latest];
-                // The newest evidence that this device is at the claimed IP: the latest update,
-                // or the stored row of a device of the group that already holds that IP.
-                let stored = group
-                    .devices
-                    .iter()
-                    .filter_map(|&j| self.state.device(&self.dev_uids[j]))
-                    .filter(|d| d.ip == Some(obs.ip))
-                    .map(|d| d.last_seen)
-                    .max();
-                let seen = stored.map_or(obs.timestamp, |s| s.max(obs.timestamp));
-                let uid = self.group_uid(group);
-                offer(obs.ip, (seen, 1, Reverse(uid)), root, uid);
+                if let Some((ip, claim)) = self.claim_of(group, final_claims) {
+                    let uid = claim.2.0;
+                    offer(ip, claim, root, uid);
+                }
             } else {
                 for &j in &group.devices {
                     let uid = self.dev_uids[j];
@@ -664,7 +700,7 @@ impl<'a> Engine<'a> {
     // ---- decisions -------------------------------------------------------------------------------
 
     fn decide(mut self, groups: &[Group]) -> Outcome {
-        let holders = self.settle_ips(groups, &vec![false; self.n]);
+        let holders = self.settle_ips(groups, &vec![false; self.n], true);
         let mut out = Outcome::default();
 
         let mut group_uid: Vec<DeviceUid> = Vec::with_capacity(groups.len());
@@ -695,10 +731,11 @@ impl<'a> Engine<'a> {
         let mut final_ip: BTreeMap<DeviceUid, Option<IpAddr>> = BTreeMap::new();
         for (group, &uid) in groups.iter().zip(&group_uid) {
             let root = group.root;
-            if let Some(&latest) = group.members.last() {
-                let ip = self.batch[latest].ip;
-                let won = holders.get(&ip).is_some_and(|(r, _)| *r == root);
-                let ip = won.then_some(ip);
+            if !group.members.is_empty() {
+                let ip = self
+                    .claim_of(group, true)
+                    .map(|(ip, _)| ip)
+                    .filter(|ip| holders.get(ip).is_some_and(|(r, _)| *r == root));
                 final_ip.insert(uid, ip);
                 self.decide_group(group, uid, ip, &mut out);
             } else {
@@ -884,8 +921,22 @@ fn merged_base(winner: &DeviceRecord, mut losers: Vec<&DeviceRecord>) -> DeviceR
         for (k, v) in &l.metadata {
             rec.metadata.entry(k.clone()).or_insert_with(|| v.clone());
         }
+        for h in &l.sweep_hints {
+            put_hint(&mut rec.sweep_hints, h.clone(), false);
+        }
     }
     rec
+}
+
+/// Puts `hint` into the sorted list under its (source, query label), replacing a hint with
+/// the same key only when `replace`.
+fn put_hint(hints: &mut Vec<SweepHint>, hint: SweepHint, replace: bool) {
+    let key = |h: &SweepHint| (h.source.clone(), h.query_label.clone());
+    match hints.binary_search_by_key(&key(&hint), key) {
+        Ok(i) if replace => hints[i] = hint,
+        Ok(_) => {}
+        Err(i) => hints.insert(i, hint),
+    }
 }
 
 fn fill(slot: &mut Option<String>, from: &Option<String>) {
@@ -907,6 +958,11 @@ fn first_meta(updates: &[&Observation], keys: &[&str]) -> Option<String> {
 }
 
 /// Applies the updates (latest first) to a base row, order-independently.
+///
+/// Updates older than the base row's `last_seen` are stale (a late or redelivered batch): they
+/// only fill gaps (absent fields, metadata keys, hints) and never overwrite what a newer
+/// sighting wrote, so batches applied out of order (several replicas, redelivery after a
+/// newer batch) end in the same row as batches applied in order.
 fn fold_updates(
     base: Option<DeviceRecord>,
     uid: DeviceUid,
@@ -915,7 +971,12 @@ fn fold_updates(
     stored: Option<&DeviceRecord>,
     cfg: &ReconcileConfig,
 ) -> DeviceRecord {
-    let t_max = latest_first.iter().map(|o| o.timestamp).max();
+    let horizon = base.as_ref().map(|b| b.last_seen);
+    let (fresh, stale): (Vec<&Observation>, Vec<&Observation>) = latest_first
+        .iter()
+        .copied()
+        .partition(|o| horizon.is_none_or(|h| o.timestamp >= h));
+    let t_max = fresh.iter().map(|o| o.timestamp).max();
     let t_min = latest_first.iter().map(|o| o.timestamp).min();
     let mut rec = match (base, t_min) {
         (Some(b), _) => b,
@@ -923,36 +984,54 @@ fn fold_updates(
         (None, None) => DeviceRecord::new(uid, DateTime::<Utc>::UNIX_EPOCH),
     };
     rec.uid = uid;
-    let pick = |f: &dyn Fn(&Observation) -> Option<String>| latest_first.iter().find_map(|o| f(o));
-    if let Some(h) = pick(&|o| o.hostname.clone()) {
-        rec.hostname = Some(h);
-    }
-    if let Some(m) = pick(&|o| o.mac.map(|m| m.to_string())) {
-        rec.mac = Some(m);
-    }
-    if let Some(a) = pick(&|o| o.agent_id.clone()) {
-        rec.agent_id = Some(a);
-    }
-    for (slot, keys) in [
-        (&mut rec.device_type, &TYPE_KEYS[..]),
-        (&mut rec.vendor, &VENDOR_KEYS[..]),
-        (&mut rec.model, &MODEL_KEYS[..]),
-        (&mut rec.os, &OS_KEYS[..]),
-    ] {
-        if let Some(v) = first_meta(latest_first, keys) {
-            *slot = Some(v);
+    for (updates, overwrite) in [(&fresh, true), (&stale, false)] {
+        let pick = |f: &dyn Fn(&Observation) -> Option<String>| updates.iter().find_map(|o| f(o));
+        let set = |slot: &mut Option<String>, v: Option<String>| {
+            if v.is_some() && (overwrite || slot.is_none()) {
+                *slot = v;
+            }
+        };
+        set(&mut rec.hostname, pick(&|o| o.hostname.clone()));
+        set(&mut rec.mac, pick(&|o| o.mac.map(|m| m.to_string())));
+        set(&mut rec.agent_id, pick(&|o| o.agent_id.clone()));
+        set(&mut rec.device_type, first_meta(updates, &TYPE_KEYS));
+        set(&mut rec.vendor, first_meta(updates, &VENDOR_KEYS));
+        set(&mut rec.model, first_meta(updates, &MODEL_KEYS));
+        set(&mut rec.os, first_meta(updates, &OS_KEYS));
+        if let Some(a) = updates.iter().find_map(|o| o.is_available)
+            && (overwrite || rec.is_available.is_none())
+        {
+            rec.is_available = Some(a);
         }
-    }
-    if let Some(a) = latest_first.iter().find_map(|o| o.is_available) {
-        rec.is_available = Some(a);
     }
     rec.discovery_sources
         .extend(latest_first.iter().filter_map(|o| o.source.clone()));
-    for o in latest_first.iter().rev() {
+    for o in fresh.iter().rev() {
         for (k, v) in &o.metadata {
             if !v.trim().is_empty() {
                 rec.metadata.insert(k.clone(), v.clone());
             }
+        }
+    }
+    for o in &stale {
+        for (k, v) in &o.metadata {
+            if !v.trim().is_empty() {
+                rec.metadata.entry(k.clone()).or_insert_with(|| v.clone());
+            }
+        }
+    }
+    // Latest first: the first hint of a key in this batch wins over the stored one; later
+    // (older) ones of the same key and stale ones only fill keys still absent.
+    let mut replaced: BTreeSet<(String, Option<String>)> = BTreeSet::new();
+    for o in &fresh {
+        if let Some(h) = o.sweep_hint() {
+            let fresh_key = replaced.insert((h.source.clone(), h.query_label.clone()));
+            put_hint(&mut rec.sweep_hints, h, fresh_key);
+        }
+    }
+    for o in &stale {
+        if let Some(h) = o.sweep_hint() {
+            put_hint(&mut rec.sweep_hints, h, false);
         }
     }
     rec.ip = ip;

@@ -6,6 +6,7 @@ use std::net::IpAddr;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use sr_core::inventory::SweepHint;
 
 use crate::identifier::Identifier;
 use crate::observation::Observation;
@@ -43,6 +44,10 @@ pub struct DeviceRecord {
     pub last_seen: DateTime<Utc>,
     /// Merged metadata of every update (latest value per key).
     pub metadata: BTreeMap<String, String>,
+    /// The latest sweep hint per (source, query label), sorted by that key (see
+    /// [`crate::Observation::sweep_hint`]).
+    #[serde(default)]
+    pub sweep_hints: Vec<SweepHint>,
 }
 
 impl DeviceRecord {
@@ -63,6 +68,7 @@ impl DeviceRecord {
             first_seen: seen,
             last_seen: seen,
             metadata: BTreeMap::new(),
+            sweep_hints: Vec::new(),
         }
     }
 
@@ -104,6 +110,8 @@ pub enum DeviceField {
     LastSeen,
     /// `metadata`.
     Metadata,
+    /// `sweep_hints`.
+    SweepHints,
 }
 
 impl DeviceField {
@@ -134,6 +142,7 @@ impl DeviceField {
         check(old.first_seen != new.first_seen, DeviceField::FirstSeen);
         check(old.last_seen != new.last_seen, DeviceField::LastSeen);
         check(old.metadata != new.metadata, DeviceField::Metadata);
+        check(old.sweep_hints != new.sweep_hints, DeviceField::SweepHints);
         out
     }
 }

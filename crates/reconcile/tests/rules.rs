@@ -767,3 +767,100 @@ fn a_new_device_with_a_locally_administered_mac_is_seeded_by_it() {
     assert_eq!(again.resolutions[0], out.resolutions[0]);
     assert_eq!(state.len(), 1);
 }
+
+#[test]
+fn a_late_batch_older_than_the_stored_sighting_does_not_roll_back_fields_or_ip() {
+    // Replicas and redelivery can commit an older batch after a newer one.
+    let old = batch(vec![obs("10.0.0.1").armis("1").hostname("old-name").at(0)]);
+    let new = batch(vec![obs("10.0.0.2").armis("1").hostname("new-name").at(30)]);
+    let in_order = state_after(&[old.clone(), new.clone()]);
+    let reversed = state_after(&[new.clone(), old.clone()]);
+    assert_eq!(in_order, reversed);
+    let d = in_order.devices().values().next().unwrap();
+    assert_eq!(d.hostname.as_deref(), Some("new-name"));
+    assert_eq!(d.ip, Some(ip("10.0.0.2")));
+    assert_eq!(d.first_seen, at(0));
+    assert_eq!(d.last_seen, at(30));
+    // The stale batch still fills what the newer one did not say.
+    let mut state = state_after(&[new]);
+    let out = step(
+        &mut state,
+        &batch(vec![obs("10.0.0.1").armis("1").meta("model", "X1").at(0)]),
+    );
+    assert!(out.ip_moves.is_empty() && out.ip_cleared.is_empty());
+    let d = state.devices().values().next().unwrap();
+    assert_eq!(d.model.as_deref(), Some("X1"));
+    assert_eq!(d.ip, Some(ip("10.0.0.2")));
+}
+
+#[test]
+fn sweep_hints_keep_the_latest_per_source_and_query_label() {
+    let mut state = KnownState::new("default");
+    step(
+        &mut state,
+        &batch(vec![
+            obs("10.0.0.1")
+                .armis("1")
+                .source("armis")
+                .meta("query_label", "cams")
+                .meta("sweep_modes", "TCP, icmp,tcp")
+                .meta("sweep_ports", "443,22,x,443")
+                .meta("sweep_interval_secs", "600")
+                .at(0),
+            obs("10.0.0.1")
+                .netbox("9")
+                .armis("1")
+                .source("netbox")
+                .at(0),
+        ]),
+    );
+    let d = state.devices().values().next().unwrap();
+    assert_eq!(d.sweep_hints.len(), 2);
+    let armis = &d.sweep_hints[0];
+    assert_eq!(
+        (armis.source.as_str(), armis.query_label.as_deref()),
+        ("armis", Some("cams"))
+    );
+    assert_eq!(armis.sweep_modes, vec!["icmp", "tcp"]);
+    assert_eq!(armis.ports, vec![22, 443]);
+    assert_eq!(armis.sweep_interval_secs, Some(600));
+    assert_eq!(d.sweep_hints[1].source, "netbox");
+    // A newer sighting of the same query replaces its hint; another query adds one.
+    let out = step(
+        &mut state,
+        &batch(vec![
+            obs("10.0.0.1")
+                .armis("1")
+                .source("armis")
+                .meta("query_label", "cams")
+                .meta("sweep_modes", "icmp")
+                .at(30),
+            obs("10.0.0.1")
+                .armis("1")
+                .source("armis")
+                .meta("query_label", "all")
+                .at(30),
+        ]),
+    );
+    assert!(out.updates[0].changed.contains(&DeviceField::SweepHints));
+    let d = state.devices().values().next().unwrap();
+    let labels: Vec<(&str, Option<&str>, Vec<String>)> = d
+        .sweep_hints
+        .iter()
+        .map(|h| {
+            (
+                h.source.as_str(),
+                h.query_label.as_deref(),
+                h.sweep_modes.clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        labels,
+        vec![
+            ("armis", Some("all"), vec![]),
+            ("armis", Some("cams"), vec!["icmp".to_owned()]),
+            ("netbox", None, vec![]),
+        ]
+    );
+}

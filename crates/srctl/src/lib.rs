@@ -1,5 +1,5 @@
 //! `srctl`: a command-line client for the admin API of the identity service (tenants, sync
-//! services, agents, integration sources). Output is a readable table, or the API's JSON
+//! services, agents, integration sources) and the read API of DIRE (devices). Output is a readable table, or the API's JSON
 //! with `--json`. The library form lets tests run commands against a real service.
 
 use std::collections::BTreeMap;
@@ -7,6 +7,9 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 use serde_json::{Value, json};
+
+mod devices;
+pub use devices::DevicesCmd;
 
 /// Command line.
 #[derive(Debug, Parser)]
@@ -20,7 +23,15 @@ pub struct Cli {
         global = true
     )]
     pub identity_url: String,
-    /// Admin bearer token.
+    /// DIRE read API (devices).
+    #[arg(
+        long,
+        env = "SRCTL_DIRE_URL",
+        default_value = "http://127.0.0.1:8091",
+        global = true
+    )]
+    pub dire_url: String,
+    /// Admin bearer token (for `devices`: DIRE's api.token).
     #[arg(long, env = "SRCTL_TOKEN", global = true, hide_env_values = true)]
     pub token: Option<String>,
     /// File holding the admin token (e.g. the bootstrap output's `admin-token`).
@@ -51,6 +62,9 @@ pub enum Command {
     /// Integration sources of a tenant.
     #[command(subcommand)]
     Sources(SourceCmd),
+    /// Canonical devices of a tenant (DIRE).
+    #[command(subcommand)]
+    Devices(DevicesCmd),
 }
 
 /// `srctl tenants …`
@@ -215,14 +229,14 @@ pub enum CliError {
 /// Result alias.
 pub type Result<T, E = CliError> = std::result::Result<T, E>;
 
-struct Api {
+pub(crate) struct Api {
     http: reqwest::Client,
     base: String,
     token: String,
 }
 
 impl Api {
-    async fn send(
+    pub(crate) async fn send(
         &self,
         method: reqwest::Method,
         path: &str,
@@ -385,7 +399,7 @@ pub fn table(rows: &[Value], columns: &[&str]) -> String {
     out
 }
 
-fn show(json_out: bool, value: &Value, columns: &[&str]) -> String {
+pub(crate) fn show(json_out: bool, value: &Value, columns: &[&str]) -> String {
     if json_out {
         return serde_json::to_string_pretty(value).unwrap_or_default();
     }
@@ -492,6 +506,13 @@ pub async fn run(cli: Cli) -> Result<String> {
             with_note(show(j, &resp, &[]), note)
         }
         Command::Sources(cmd) => sources(&api, j, cmd).await?,
+        Command::Devices(cmd) => {
+            let dire = Api {
+                base: cli.dire_url.clone(),
+                ..api
+            };
+            devices::run(&dire, j, cmd).await?
+        }
     })
 }
 

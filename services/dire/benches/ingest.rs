@@ -1,0 +1,389 @@
+//! DIRE ingest benchmark against the real Postgres and NATS (not a test: it prints numbers).
+//!
+//! `cargo bench --workspace --bench ingest -- [--devices N] [--batch MESSAGES] [--churn N]`
+//!
+//! 1. a plain bulk insert of N faker-shaped devices (and their identifiers) into the DIRE tables
+//!    of a scratch schema, with the same statements and transaction size DIRE uses;
+//! 2. the same N devices published to `SR_DEVICES` in messages of 1000, then consumed by DIRE
+//!    until every message is acknowledged (committed);
+//! 3. a re-sync of the same N with 5 % of the devices changed;
+//! 4. a faker inventory of `--churn` devices (default 50 000) under 10 DHCP churn cycles of 5 %,
+//!    checked for exactly one device per Armis id and no merge;
+//!
+//! then the peak RSS of the process (DIRE and the publisher together).
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+#[path = "../tests/dire/faker.rs"]
+mod faker;
+
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, TimeDelta, Utc};
+use sr_core::TenantId;
+use sr_core::device::DeviceUpdate;
+use sr_reconcile::{DeviceRecord, Observation};
+use sr_runtime::jetstream::StreamKind;
+use sr_testkit::{TestDb, TestNats};
+use tokio_util::sync::CancellationToken;
+
+const CHUNK: usize = 1_000;
+
+struct Args {
+    devices: usize,
+    batch: usize,
+    churn: usize,
+    cycles: usize,
+}
+
+fn args() -> Args {
+    let mut a = Args {
+        devices: 1_000_000,
+        batch: 32,
+        churn: 50_000,
+        cycles: 10,
+    };
+    let argv: Vec<String> = std::env::args().collect();
+    let mut i = 1;
+    while i < argv.len() {
+        let value = || {
+            argv.get(i + 1)
+                .and_then(|v| v.replace('_', "").parse().ok())
+        };
+        match argv[i].as_str() {
+            "--devices" => a.devices = value().expect("--devices N"),
+            "--batch" => a.batch = value().expect("--batch MESSAGES"),
+            "--churn" => a.churn = value().expect("--churn N"),
+            "--cycles" => a.cycles = value().expect("--cycles N"),
+            _ => {
+                i += 1;
+                continue;
+            }
+        }
+        i += 2;
+    }
+    a
+}
+
+fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+fn t0() -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
+        .unwrap()
+        .with_timezone(&Utc)
+}
+
+fn rate(n: usize, d: Duration) -> f64 {
+    n as f64 / d.as_secs_f64()
+}
+
+/// Publishes `updates(i)` for i in 0..n as messages of CHUNK devices, 64 acks in flight.
+async fn publish(
+    js: &async_nats::jetstream::Context,
+    subject: &str,
+    tenant: TenantId,
+    n: usize,
+    update: impl Fn(usize) -> DeviceUpdate,
+) {
+    let mut inflight = std::collections::VecDeque::new();
+    for start in (0..n).step_by(CHUNK) {
+        let chunk: Vec<DeviceUpdate> = (start..(start + CHUNK).min(n)).map(&update).collect();
+        let body = serde_json::to_vec(&chunk).unwrap();
+        let mut h = async_nats::HeaderMap::new();
+        h.insert("sr-tenant-id", tenant.to_string().as_str());
+        h.insert("Nats-Msg-Id", uuid::Uuid::new_v4().to_string().as_str());
+        let ack = js
+            .publish_with_headers(subject.to_owned(), h, body.into())
+            .await
+            .unwrap();
+        inflight.push_back(ack);
+        if inflight.len() >= 64 {
+            inflight.pop_front().unwrap().await.unwrap();
+        }
+    }
+    for ack in inflight {
+        ack.await.unwrap();
+    }
+}
+
+async fn drained(js: &async_nats::jetstream::Context, stream: &str) {
+    let stream = js.get_stream(stream).await.unwrap();
+    loop {
+        let mut c: async_nats::jetstream::consumer::PullConsumer =
+            stream.get_consumer("dire").await.unwrap();
+        let info = c.info().await.unwrap();
+        if info.num_pending == 0 && info.num_ack_pending == 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+struct Running {
+    stop: CancellationToken,
+    handle: tokio::task::JoinHandle<sr_dire::Result<()>>,
+    metrics: sr_dire::Metrics,
+}
+
+async fn start(config: sr_dire::Config) -> Running {
+    let app = sr_dire::App::build(config).await.unwrap();
+    let metrics = app.metrics();
+    let stop = CancellationToken::new();
+    let handle = tokio::spawn(app.run_until(stop.clone()));
+    Running {
+        stop,
+        handle,
+        metrics,
+    }
+}
+
+impl Running {
+    async fn stop(self) {
+        self.stop.cancel();
+        self.handle.await.unwrap().unwrap();
+    }
+}
+
+/// Plain bulk insert of the same rows (devices and identifiers), no reconciliation.
+async fn plain_insert(db: &TestDb, tenant: TenantId, n: usize, per_tx: usize) -> Duration {
+    let pool = sr_runtime::db::connect_and_migrate(&db.config, &sr_dire::MIGRATOR)
+        .await
+        .unwrap();
+    let at = t0();
+    let started = Instant::now();
+    for start in (0..n).step_by(per_tx) {
+        let obs: Vec<Observation> = (start..(start + per_tx).min(n))
+            .map(|i| {
+                let u = serde_json::to_vec(&faker::update(i, faker::ip(i), at, 0)).unwrap();
+                let f: sr_reconcile::DeviceUpdateFields = serde_json::from_slice(&u).unwrap();
+                Observation::from_update(&f).unwrap()
+            })
+            .collect();
+        let mut records: Vec<DeviceRecord> = obs
+            .iter()
+            .map(|o| {
+                let mut r = DeviceRecord::new(o.canonical_id(), o.timestamp);
+                r.ip = Some(o.ip);
+                r.mac = o.mac.map(|m| m.to_string());
+                r.hostname.clone_from(&o.hostname);
+                r.agent_id.clone_from(&o.agent_id);
+                r.discovery_sources.extend(o.source.clone());
+                r.metadata.clone_from(&o.metadata);
+                r.sweep_hints.extend(o.sweep_hint());
+                r
+            })
+            .collect();
+        records.sort_by_key(|r| r.uid);
+        let (mut types, mut values, mut owners) = (Vec::new(), Vec::new(), Vec::new());
+        let mut ids: Vec<(sr_reconcile::Identifier, String)> = obs
+            .iter()
+            .flat_map(|o| {
+                let uid = o.canonical_id().to_string();
+                o.identifiers().into_iter().map(move |id| (id, uid.clone()))
+            })
+            .collect();
+        ids.sort();
+        for (id, uid) in &ids {
+            types.push(id.kind().as_str());
+            values.push(id.value().to_owned());
+            owners.push(uid.clone());
+        }
+        let mut tx = pool.begin().await.unwrap();
+        sr_dire::store::insert_devices(&mut tx, tenant, "default", &records)
+            .await
+            .unwrap();
+        sqlx::query(
+            "INSERT INTO identifiers (tenant_id, partition, type, value, device_uid)
+             SELECT $1, 'default', u.type, u.value, u.device_uid
+               FROM UNNEST($2::text[], $3::text[], $4::text[]) AS u(type, value, device_uid)",
+        )
+        .bind(tenant.as_uuid())
+        .bind(&types)
+        .bind(&values)
+        .bind(&owners)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+    }
+    let took = started.elapsed();
+    pool.close().await;
+    took
+}
+
+#[tokio::main]
+async fn main() {
+    let a = args();
+    let db = TestDb::new("dire_bench");
+    let scratch = TestDb::new("dire_plain");
+    let nats = TestNats::new();
+    let mut config = sr_dire::Config::default();
+    config.database = db.config.clone();
+    config.database.max_connections = 8;
+    config.nats = nats.config.clone();
+    config.http.listen = "127.0.0.1:0".parse().unwrap();
+    config.api.token = "bench".into();
+    config.consumer.batch_size = a.batch;
+    config.consumer.max_bytes = 64 * 1024 * 1024;
+    let subjects = nats.config.subjects();
+    let client = nats.client().await;
+    let js = async_nats::jetstream::new(client);
+    sr_runtime::jetstream::ensure_stream(&js, &nats.config, StreamKind::Devices)
+        .await
+        .unwrap();
+    println!(
+        "dire-bench: {} devices in messages of {CHUNK}, DIRE pulls {} messages per round",
+        a.devices, a.batch
+    );
+
+    let plain = plain_insert(&scratch, TenantId::random(), a.devices, a.batch * CHUNK).await;
+    let plain_rate = rate(a.devices, plain);
+    println!(
+        "plain bulk insert:    {:>9} devices in {:>7.2} s = {:>9.0} devices/s",
+        a.devices,
+        plain.as_secs_f64(),
+        plain_rate
+    );
+    drop(scratch);
+
+    // Initial ingest: everything published first, then DIRE drains the stream.
+    let tenant = TenantId::random();
+    let subject = subjects.device_updates(tenant);
+    let at = t0();
+    let started = Instant::now();
+    publish(&js, &subject, tenant, a.devices, |i| {
+        faker::update(i, faker::ip(i), at, 0)
+    })
+    .await;
+    println!("  (published in {:.2} s)", started.elapsed().as_secs_f64());
+    let started = Instant::now();
+    let app = start(config.clone()).await;
+    drained(&js, &subjects.devices_stream()).await;
+    let initial = started.elapsed();
+    println!(
+        "initial ingest:       {:>9} devices in {:>7.2} s = {:>9.0} devices/s ({:.2} of plain insert; created {})",
+        a.devices,
+        initial.as_secs_f64(),
+        rate(a.devices, initial),
+        rate(a.devices, initial) / plain_rate,
+        app.metrics.devices_with("created"),
+    );
+    let started = Instant::now();
+    let outbox_pending = || async {
+        let pool = db.pool().await;
+        let (n,): (i64,) = sqlx::query_as("SELECT count(*) FROM inventory_outbox")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+        n
+    };
+    while outbox_pending().await > 0 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    println!(
+        "  (inventory outbox drained {:.2} s after the last commit; {} messages)",
+        started.elapsed().as_secs_f64(),
+        app.metrics.inventory_published.get()
+    );
+    app.stop().await;
+
+    // Re-sync: the same devices five minutes later, 5 % of them with a changed model.
+    let later = at + TimeDelta::minutes(5);
+    publish(&js, &subject, tenant, a.devices, |i| {
+        faker::update(i, faker::ip(i), later, u32::from(i % 20 == 0))
+    })
+    .await;
+    let started = Instant::now();
+    let app = start(config.clone()).await;
+    drained(&js, &subjects.devices_stream()).await;
+    let resync = started.elapsed();
+    println!(
+        "re-sync (5% changed): {:>9} devices in {:>7.2} s = {:>9.0} devices/s (updated {}, unchanged {})",
+        a.devices,
+        resync.as_secs_f64(),
+        rate(a.devices, resync),
+        app.metrics.devices_with("updated"),
+        app.metrics.devices_with("unchanged"),
+    );
+
+    // Cardinality under churn, in another tenant of the same inventory.
+    let tenant = TenantId::random();
+    let subject = subjects.device_updates(tenant);
+    let mut ips: Vec<IpAddr> = (0..a.churn).map(faker::ip).collect();
+    let started = Instant::now();
+    for cycle in 0..=a.cycles {
+        if cycle > 0 {
+            faker::churn(&mut ips, a.churn * 5 / 100 / 2, cycle);
+        }
+        let when = at + TimeDelta::minutes(20 * cycle as i64);
+        let snapshot = ips.clone();
+        publish(&js, &subject, tenant, a.churn, move |i| {
+            faker::update(i, snapshot[i], when, 0)
+        })
+        .await;
+        drained(&js, &subjects.devices_stream()).await;
+    }
+    let churn_took = started.elapsed();
+    let pool = db.pool().await;
+    let count = |sql: &'static str| {
+        let pool = pool.clone();
+        async move {
+            let (n,): (i64,) = sqlx::query_as(sql)
+                .bind(tenant.as_uuid())
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+            n
+        }
+    };
+    let devices = count("SELECT count(*) FROM devices WHERE tenant_id = $1").await;
+    let armis = count(
+        "SELECT count(DISTINCT value) FROM identifiers WHERE tenant_id = $1 AND type = 'armis_device_id'",
+    )
+    .await;
+    let merges = count("SELECT count(*) FROM merge_audit WHERE tenant_id = $1").await;
+    let misplaced = {
+        let rows: Vec<(String, Option<String>)> = sqlx::query_as(
+            "SELECT i.value, host(d.ip) FROM identifiers i
+               JOIN devices d ON d.tenant_id = i.tenant_id AND d.partition = i.partition
+                             AND d.uid = i.device_uid
+              WHERE i.tenant_id = $1 AND i.type = 'armis_device_id'",
+        )
+        .bind(tenant.as_uuid())
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+        rows.iter()
+            .filter(|(id, ip)| {
+                let i = id.parse::<usize>().unwrap() - 1;
+                ip.as_deref() != Some(ips[i].to_string().as_str())
+            })
+            .count()
+    };
+    pool.close().await;
+    println!(
+        "cardinality:          {} devices x {} churn cycles of 5% in {:.2} s ({:.0} devices/s): {} devices, {} distinct Armis ids, {} merges, {} at a wrong IP, IP churn {}",
+        a.churn,
+        a.cycles,
+        churn_took.as_secs_f64(),
+        rate(a.churn * (a.cycles + 1), churn_took),
+        devices,
+        armis,
+        merges,
+        misplaced,
+        app.metrics.ip_churn.get(),
+    );
+    app.stop().await;
+    println!("peak RSS (VmHWM):     {:.0} MiB", peak_rss_mib());
+}

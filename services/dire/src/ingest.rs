@@ -1,0 +1,493 @@
+//! The device-update consumer: pulls bounded batches from the durable JetStream consumer,
+//! decodes each message (one tenant's JSON array of DeviceUpdate), reconciles the updates per
+//! (tenant, partition) in one transaction each, and acknowledges a message only after every
+//! transaction holding its updates committed.
+//!
+//! Dispositions: an undecodable message (not a JSON array, a subject without a tenant, a
+//! tenant header that contradicts the subject) is terminated at once, counted and reported as
+//! an OCSF event. A transient database failure naks with a delay, without limit. Any other
+//! failure is isolated to its message (its group is retried message by message) and naks
+//! until the message's `max_deliver`-th delivery, which terminates and reports it.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::consumer::PullConsumer;
+use async_nats::jetstream::{self, AckKind};
+use chrono::{DateTime, Utc};
+use futures::StreamExt as _;
+use sqlx::PgPool;
+use sr_core::{Subjects, TenantId};
+use sr_reconcile::{
+    Observation, Outcome, ReconcileConfig, decode_updates, reconcile, required_lookups,
+};
+use sr_runtime::jetstream::headers;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
+
+use crate::config::{ConsumerConfig, OutboxConfig};
+use crate::error::{Error, Result};
+use crate::inventory::{self, EVENT_KIND};
+use crate::metrics::Metrics;
+use crate::store;
+
+/// Everything the consumer needs.
+pub struct Ingest {
+    /// Pool on the `dire` schema.
+    pub pool: PgPool,
+    /// Consumer settings.
+    pub consumer: ConsumerConfig,
+    /// Outbox settings (message size).
+    pub outbox: OutboxConfig,
+    /// Subject names.
+    pub subjects: Subjects,
+    /// Reconciliation tunables.
+    pub reconcile: ReconcileConfig,
+    /// Metrics.
+    pub metrics: Metrics,
+    /// Woken after each commit that wrote outbox rows.
+    pub outbox_notify: Arc<Notify>,
+}
+
+/// A pulled message, decoded.
+#[derive(Debug)]
+pub enum Decoded {
+    /// Valid: the tenant (from the subject) and its updates by partition.
+    Updates {
+        /// Tenant of the subject.
+        tenant: TenantId,
+        /// Valid updates, by normalised partition.
+        by_partition: BTreeMap<String, Vec<Observation>>,
+        /// Elements rejected on their own (no IP, bad timestamp, not an object).
+        rejected: usize,
+    },
+    /// Undecodable: terminate and report.
+    Poison {
+        /// Tenant to report to, when one can be told.
+        tenant: Option<TenantId>,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// What one committed group did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct GroupReport {
+    /// New devices.
+    pub created: usize,
+    /// Devices rewritten in place.
+    pub updated: usize,
+    /// Devices merged away.
+    pub merged: usize,
+    /// Devices reported without any change.
+    pub unchanged: usize,
+    /// Merges refused (MAC-only evidence).
+    pub blocked: usize,
+    /// IPs that moved.
+    pub churn: usize,
+    /// Conflicting identifier claims.
+    pub conflicts: usize,
+}
+
+impl GroupReport {
+    fn of(o: &Outcome) -> Self {
+        Self {
+            created: o.inserts.len(),
+            updated: o.updates.len(),
+            merged: o.merges.len(),
+            unchanged: o.unchanged,
+            blocked: o.blocked_merges.len(),
+            churn: o.churn(),
+            conflicts: o.conflicts.len(),
+        }
+    }
+}
+
+/// How a message ends this round (later variants win when several groups disagree).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum Fate {
+    Ack,
+    /// Failed for a non-transient reason.
+    Fail(String),
+    /// Retry later.
+    Nak,
+    /// Already terminated.
+    Done,
+}
+
+struct Group {
+    tenant: TenantId,
+    updates: Vec<Observation>,
+    members: Vec<usize>,
+}
+
+fn received_at(msg: &jetstream::Message) -> DateTime<Utc> {
+    msg.info()
+        .ok()
+        .and_then(|i| {
+            let nanos = i.published.unix_timestamp_nanos();
+            i64::try_from(nanos)
+                .ok()
+                .map(DateTime::from_timestamp_nanos)
+        })
+        .unwrap_or_else(Utc::now)
+}
+
+impl Ingest {
+    /// Decodes one message. The tenant comes from the subject; a `sr-tenant-id` header that
+    /// names another tenant makes the message poison.
+    #[must_use]
+    pub fn decode(&self, msg: &jetstream::Message) -> Decoded {
+        let subject = msg.subject.as_str();
+        let header_tenant = msg
+            .headers
+            .as_ref()
+            .and_then(|h| h.get(headers::TENANT_ID))
+            .map(|v| v.as_str().trim().to_owned());
+        let tenant = self
+            .subjects
+            .tenant_of(subject)
+            .filter(|t| self.subjects.device_updates(*t) == subject);
+        let Some(tenant) = tenant else {
+            return Decoded::Poison {
+                tenant: header_tenant.and_then(|h| h.parse().ok()),
+                reason: format!("subject {subject} does not name a tenant"),
+            };
+        };
+        if let Some(h) = header_tenant
+            && h.parse::<TenantId>().ok() != Some(tenant)
+        {
+            return Decoded::Poison {
+                tenant: Some(tenant),
+                reason: format!(
+                    "header {} {h:?} does not match the subject's tenant {tenant}",
+                    headers::TENANT_ID
+                ),
+            };
+        }
+        let elements = match decode_updates(&msg.payload) {
+            Ok(e) => e,
+            Err(e) => {
+                return Decoded::Poison {
+                    tenant: Some(tenant),
+                    reason: e.to_string(),
+                };
+            }
+        };
+        let at = received_at(msg);
+        let mut by_partition: BTreeMap<String, Vec<Observation>> = BTreeMap::new();
+        let mut rejected = 0;
+        for element in elements {
+            match element.and_then(|fields| Observation::from_update_at(&fields, at)) {
+                Ok(obs) => by_partition
+                    .entry(obs.partition.clone())
+                    .or_default()
+                    .push(obs),
+                Err(reason) => {
+                    tracing::debug!(%tenant, %reason, "Device update rejected");
+                    rejected += 1;
+                }
+            }
+        }
+        Decoded::Updates {
+            tenant,
+            by_partition,
+            rejected,
+        }
+    }
+
+    /// Processes one pulled batch to the end: every message is acked, nak'd or terminated.
+    pub async fn process(&self, msgs: Vec<jetstream::Message>) {
+        let started = Instant::now();
+        let mut fates = vec![Fate::Ack; msgs.len()];
+        let mut groups: BTreeMap<(TenantId, String), Group> = BTreeMap::new();
+        for (i, msg) in msgs.iter().enumerate() {
+            match self.decode(msg) {
+                Decoded::Poison { tenant, reason } => {
+                    fates[i] = self.poison(msg, tenant, &reason).await;
+                }
+                Decoded::Updates {
+                    tenant,
+                    by_partition,
+                    rejected,
+                } => {
+                    self.metrics.updates_rejected.inc_by(rejected as u64);
+                    for (partition, updates) in by_partition {
+                        let g = groups.entry((tenant, partition)).or_insert_with(|| Group {
+                            tenant,
+                            updates: Vec::new(),
+                            members: Vec::new(),
+                        });
+                        g.updates.extend(updates);
+                        g.members.push(i);
+                    }
+                }
+            }
+        }
+        for ((_, partition), group) in groups {
+            let first = group.members.first().copied().unwrap_or_default();
+            let result = self
+                .apply_traced(group.tenant, &partition, &group.updates, &msgs[first])
+                .await;
+            let Err(e) = result else { continue };
+            if e.is_transient() || group.members.len() == 1 {
+                let fate = if e.is_transient() {
+                    tracing::warn!(tenant_id = %group.tenant, %partition, error = %e, "Batch failed; will retry");
+                    Fate::Nak
+                } else {
+                    tracing::error!(tenant_id = %group.tenant, %partition, error = %e, "Batch failed");
+                    Fate::Fail(e.to_string())
+                };
+                for &i in &group.members {
+                    fates[i] = fates[i].clone().max(fate.clone());
+                }
+                continue;
+            }
+            // Isolate: the other messages of the group must not pay for one bad message.
+            drop(group.updates);
+            for &i in &group.members {
+                let Decoded::Updates {
+                    tenant,
+                    mut by_partition,
+                    ..
+                } = self.decode(&msgs[i])
+                else {
+                    continue;
+                };
+                let updates = by_partition.remove(&partition).unwrap_or_default();
+                let fate = match self
+                    .apply_traced(tenant, &partition, &updates, &msgs[i])
+                    .await
+                {
+                    Ok(()) => Fate::Ack,
+                    Err(e) if e.is_transient() => Fate::Nak,
+                    Err(e) => {
+                        tracing::error!(tenant_id = %tenant, %partition, error = %e, "Message failed");
+                        Fate::Fail(e.to_string())
+                    }
+                };
+                fates[i] = fates[i].clone().max(fate);
+            }
+        }
+        self.settle(&msgs, fates).await;
+        self.metrics.batches.inc();
+        self.metrics
+            .batch_latency
+            .observe(started.elapsed().as_secs_f64());
+        if let Some(info) = msgs.last().and_then(|m| m.info().ok()) {
+            self.metrics
+                .consumer_lag
+                .set(i64::try_from(info.pending).unwrap_or(i64::MAX));
+        }
+    }
+
+    async fn settle(&self, msgs: &[jetstream::Message], fates: Vec<Fate>) {
+        let nak = AckKind::Nak(Some(Duration::from_millis(self.consumer.nak_delay_ms)));
+        for (msg, fate) in msgs.iter().zip(fates) {
+            let result = match fate {
+                Fate::Ack => msg.ack().await,
+                Fate::Done => Ok(()),
+                Fate::Nak => {
+                    self.metrics.naks.inc();
+                    msg.ack_with(nak).await
+                }
+                Fate::Fail(reason) => {
+                    let delivered = msg.info().map(|i| i.delivered).unwrap_or(1);
+                    if delivered >= self.consumer.max_deliver {
+                        let tenant = self.subjects.tenant_of(msg.subject.as_str());
+                        let reason =
+                            format!("failed on {delivered} deliveries; last error: {reason}");
+                        self.poison(msg, tenant, &reason).await;
+                        Ok(())
+                    } else {
+                        self.metrics.naks.inc();
+                        msg.ack_with(nak).await
+                    }
+                }
+            };
+            if let Err(e) = result {
+                // The server redelivers after ack_wait; processing is idempotent.
+                tracing::warn!(error = %e, "Cannot settle message");
+            }
+        }
+    }
+
+    /// Reports and terminates an undecodable message. When the report cannot be stored the
+    /// message is nak'd instead, so no poison message disappears unreported. Either way the
+    /// message is settled here ([`Fate::Done`]).
+    async fn poison(
+        &self,
+        msg: &jetstream::Message,
+        tenant: Option<TenantId>,
+        reason: &str,
+    ) -> Fate {
+        let seq = msg.info().map(|i| i.stream_sequence).unwrap_or_default();
+        let subject = msg.subject.as_str();
+        tracing::warn!(%subject, stream_sequence = seq, %reason, "Terminating poison message");
+        if let Some(tenant) = tenant {
+            let event = inventory::poison_event(tenant, subject, seq, reason, Utc::now());
+            let stored = async {
+                let mut conn = self.pool.acquire().await?;
+                store::enqueue_events(&mut conn, tenant, EVENT_KIND, &[event]).await
+            }
+            .await;
+            if let Err(e) = stored {
+                tracing::warn!(error = %e, "Cannot store the poison report; will retry");
+                let delay = Duration::from_millis(self.consumer.nak_delay_ms);
+                self.metrics.naks.inc();
+                let _ = msg.ack_with(AckKind::Nak(Some(delay))).await;
+                return Fate::Done;
+            }
+            self.outbox_notify.notify_one();
+        }
+        self.metrics.poison_messages.inc();
+        if let Err(e) = msg.ack_with(AckKind::Term).await {
+            tracing::warn!(error = %e, "Cannot terminate message");
+        }
+        Fate::Done
+    }
+
+    async fn apply_traced(
+        &self,
+        tenant: TenantId,
+        partition: &str,
+        updates: &[Observation],
+        parent: &jetstream::Message,
+    ) -> Result<()> {
+        let span = tracing::info_span!("dire.reconcile", tenant_id = %tenant, partition, updates = updates.len());
+        sr_runtime::telemetry::set_parent_from_nats(&span, parent.headers.as_ref());
+        let report = self
+            .apply_group(tenant, partition, updates)
+            .instrument(span)
+            .await?;
+        let m = &self.metrics;
+        m.transactions.inc();
+        m.count_devices("created", report.created);
+        m.count_devices("updated", report.updated);
+        m.count_devices("merged", report.merged);
+        m.count_devices("unchanged", report.unchanged);
+        m.merges_blocked.inc_by(report.blocked as u64);
+        m.ip_churn.inc_by(report.churn as u64);
+        m.identifier_conflicts.inc_by(report.conflicts as u64);
+        Ok(())
+    }
+
+    /// Reconciles one (tenant, partition) group in one transaction: scope lock, load, decide,
+    /// write, outbox rows, commit.
+    ///
+    /// # Errors
+    /// Database failure (see [`Error::is_transient`]) or an inconsistent stored state.
+    pub async fn apply_group(
+        &self,
+        tenant: TenantId,
+        partition: &str,
+        updates: &[Observation],
+    ) -> Result<GroupReport> {
+        if updates.is_empty() {
+            return Ok(GroupReport::default());
+        }
+        let lookups = required_lookups(updates);
+        let mut tx = self.pool.begin().await?;
+        store::lock_scope(&mut tx, tenant, partition).await?;
+        let state = store::load_state(&mut tx, tenant, partition, &lookups).await?;
+        let outcome = reconcile(&state, updates, &self.reconcile).map_err(Error::from)?;
+        drop(state);
+        let report = GroupReport::of(&outcome);
+        if !outcome.has_writes() {
+            tx.commit().await?;
+            return Ok(report);
+        }
+        let written = store::write_outcome(&mut tx, tenant, partition, &outcome).await?;
+        let changes = inventory::device_changes(partition, &outcome, &written);
+        let messages =
+            inventory::outbox_messages(tenant, changes, self.outbox.max_devices_per_message)?;
+        let traceparent = current_traceparent();
+        store::enqueue_inventory(&mut tx, tenant, &messages, traceparent.as_deref()).await?;
+        let now = Utc::now();
+        let mut events = inventory::merge_events(tenant, partition, &outcome, now);
+        events.extend(inventory::churn_event(tenant, partition, &outcome, now));
+        store::enqueue_events(&mut tx, tenant, EVENT_KIND, &events).await?;
+        tx.commit().await?;
+        self.outbox_notify.notify_one();
+        Ok(report)
+    }
+}
+
+fn current_traceparent() -> Option<String> {
+    let mut h = async_nats::HeaderMap::new();
+    sr_runtime::telemetry::inject_nats(&mut h);
+    h.get("traceparent").map(|v| v.as_str().to_owned())
+}
+
+/// Pulls one bounded batch: whatever is ready now, or, when nothing is, the first message to
+/// arrive within `idle_wait_ms` plus whatever is ready after it.
+///
+/// # Errors
+/// JetStream request failure.
+pub async fn pull(
+    consumer: &PullConsumer,
+    cfg: &ConsumerConfig,
+) -> Result<Vec<jetstream::Message>, async_nats::Error> {
+    let ready = |max: usize, bytes: usize| {
+        consumer
+            .fetch()
+            .max_messages(max)
+            .max_bytes(bytes.max(1))
+            .messages()
+    };
+    let mut out = collect(ready(cfg.batch_size, cfg.max_bytes).await?).await;
+    if out.is_empty() {
+        let first = consumer
+            .batch()
+            .max_messages(1)
+            .expires(Duration::from_millis(cfg.idle_wait_ms))
+            .messages()
+            .await?;
+        out = collect(first).await;
+        if !out.is_empty() && cfg.batch_size > 1 {
+            let used: usize = out.iter().map(|m| m.payload.len()).sum();
+            let more = ready(cfg.batch_size - 1, cfg.max_bytes.saturating_sub(used)).await?;
+            out.extend(collect(more).await);
+        }
+    }
+    Ok(out)
+}
+
+async fn collect(mut batch: jetstream::consumer::pull::Batch) -> Vec<jetstream::Message> {
+    let mut out = Vec::new();
+    while let Some(item) = batch.next().await {
+        match item {
+            Ok(m) => out.push(m),
+            Err(e) => {
+                tracing::debug!(error = %e, "Pull ended");
+                break;
+            }
+        }
+    }
+    out
+}
+
+/// Runs the consumer until `token` is cancelled. A batch in progress is finished (committed
+/// and settled) before returning; a pull in progress is abandoned (its messages are
+/// redelivered after the ack wait).
+pub async fn run(ingest: Arc<Ingest>, consumer: PullConsumer, token: CancellationToken) {
+    loop {
+        let pulled = tokio::select! {
+            () = token.cancelled() => break,
+            r = pull(&consumer, &ingest.consumer) => r,
+        };
+        match pulled {
+            Ok(msgs) if msgs.is_empty() => {}
+            Ok(msgs) => ingest.process(msgs).await,
+            Err(e) => {
+                tracing::warn!(error = %e, "Pull from the devices stream failed; retrying");
+                tokio::select! {
+                    () = token.cancelled() => break,
+                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+            }
+        }
+    }
+}

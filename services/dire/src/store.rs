@@ -1,0 +1,490 @@
+//! Postgres access of the ingest path: take the scope lock, load the stored state a batch needs,
+//! write a decided [`Outcome`] and enqueue outbox rows. Every statement is scoped by
+//! (tenant_id, partition) and moves whole arrays (`UNNEST`), never one row per round trip.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use chrono::{DateTime, Utc};
+use sqlx::postgres::PgRow;
+use sqlx::{PgConnection, Row};
+use sr_core::TenantId;
+use sr_core::inventory::SweepHint;
+use sr_reconcile::{DeviceRecord, DeviceUid, Identifier, KnownState, Lookups, Outcome};
+use uuid::Uuid;
+
+use crate::error::{Error, Result};
+
+/// Separator of list values packed into one text element (source names, evidence).
+const SEP: char = '\u{1f}';
+
+/// Serialises every writer of one (tenant, partition) until the transaction ends, so replicas
+/// decide against committed state and never interleave writes of one scope.
+///
+/// # Errors
+/// Database failure.
+pub async fn lock_scope(conn: &mut PgConnection, tenant: TenantId, partition: &str) -> Result<()> {
+    sqlx::query(
+        "SELECT pg_advisory_xact_lock(hashtextextended(current_schema() || '/' || $1 || '/' || $2, 0))",
+    )
+    .bind(tenant.to_string())
+    .bind(partition)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+const LOAD_DEVICES: &str = r"
+WITH keys AS (
+    SELECT * FROM UNNEST($3::text[], $4::text[]) AS k(type, value)
+), wanted AS (
+    SELECT i.device_uid AS uid
+      FROM keys k
+      JOIN identifiers i
+        ON i.tenant_id = $1 AND i.partition = $2 AND i.type = k.type AND i.value = k.value
+    UNION
+    SELECT UNNEST($5::text[])
+    UNION
+    SELECT d.uid FROM devices d
+     WHERE d.tenant_id = $1 AND d.partition = $2 AND d.ip = ANY($6::inet[])
+)
+SELECT d.uid, d.ip, d.mac, d.hostname, d.type, d.vendor, d.model, d.os, d.agent_id,
+       d.discovery_sources, d.is_available, d.first_seen, d.last_seen, d.metadata, d.sweep_hints
+  FROM wanted w
+  JOIN devices d ON d.tenant_id = $1 AND d.partition = $2 AND d.uid = w.uid";
+
+/// Loads what [`sr_reconcile::required_lookups`] asks for: devices named by the batch's
+/// identifiers, candidate uids or IPs, then every identifier of those devices.
+///
+/// # Errors
+/// Database failure, or rows that do not decode ([`Error::Corrupt`]).
+pub async fn load_state(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    partition: &str,
+    lookups: &Lookups,
+) -> Result<KnownState> {
+    let (types, values): (Vec<&str>, Vec<&str>) = lookups
+        .identifiers
+        .iter()
+        .map(|i| (i.kind().as_str(), i.value()))
+        .unzip();
+    let uids: Vec<String> = lookups.uids.iter().map(ToString::to_string).collect();
+    let ips: Vec<IpAddr> = lookups.ips.iter().copied().collect();
+    let rows = sqlx::query(LOAD_DEVICES)
+        .bind(tenant.as_uuid())
+        .bind(partition)
+        .bind(&types)
+        .bind(&values)
+        .bind(&uids)
+        .bind(&ips)
+        .fetch_all(&mut *conn)
+        .await?;
+    let devices = rows
+        .iter()
+        .map(device_from_row)
+        .collect::<Result<Vec<_>>>()?;
+    let loaded: Vec<String> = devices.iter().map(|d| d.uid.to_string()).collect();
+    let mut identifiers = Vec::new();
+    if !loaded.is_empty() {
+        let rows: Vec<(String, String, String)> = sqlx::query_as(
+            "SELECT type, value, device_uid FROM identifiers
+              WHERE tenant_id = $1 AND partition = $2 AND device_uid = ANY($3)",
+        )
+        .bind(tenant.as_uuid())
+        .bind(partition)
+        .bind(&loaded)
+        .fetch_all(&mut *conn)
+        .await?;
+        identifiers.reserve(rows.len());
+        for (kind, value, uid) in rows {
+            let kind = kind
+                .parse()
+                .map_err(|e: sr_reconcile::IdentifierError| Error::Corrupt(e.to_string()))?;
+            let id = Identifier::new(kind, &value).map_err(|e| Error::Corrupt(e.to_string()))?;
+            identifiers.push((id, parse_uid(&uid)?));
+        }
+    }
+    KnownState::from_rows(partition, devices, identifiers)
+        .map_err(|e| Error::Corrupt(e.to_string()))
+}
+
+fn parse_uid(s: &str) -> Result<DeviceUid> {
+    DeviceUid::parse(s).map_err(|e| Error::Corrupt(e.to_string()))
+}
+
+fn device_from_row(row: &PgRow) -> Result<DeviceRecord> {
+    let uid: String = row.try_get("uid")?;
+    let sources: Vec<String> = row.try_get("discovery_sources")?;
+    let metadata: sqlx::types::Json<BTreeMap<String, String>> = row.try_get("metadata")?;
+    let hints: sqlx::types::Json<Vec<SweepHint>> = row.try_get("sweep_hints")?;
+    Ok(DeviceRecord {
+        uid: parse_uid(&uid)?,
+        ip: row.try_get("ip")?,
+        mac: row.try_get("mac")?,
+        hostname: row.try_get("hostname")?,
+        device_type: row.try_get("type")?,
+        vendor: row.try_get("vendor")?,
+        model: row.try_get("model")?,
+        os: row.try_get("os")?,
+        agent_id: row.try_get("agent_id")?,
+        discovery_sources: sources.into_iter().collect(),
+        is_available: row.try_get("is_available")?,
+        first_seen: row.try_get("first_seen")?,
+        last_seen: row.try_get("last_seen")?,
+        metadata: metadata.0,
+        sweep_hints: hints.0,
+    })
+}
+
+/// Device rows as column arrays for `UNNEST`.
+#[derive(Default)]
+struct Columns {
+    uid: Vec<String>,
+    ip: Vec<Option<IpAddr>>,
+    mac: Vec<Option<String>>,
+    hostname: Vec<Option<String>>,
+    name: Vec<Option<String>>,
+    device_type: Vec<Option<String>>,
+    vendor: Vec<Option<String>>,
+    model: Vec<Option<String>>,
+    os: Vec<Option<String>>,
+    agent_id: Vec<Option<String>>,
+    sources: Vec<String>,
+    is_available: Vec<Option<bool>>,
+    first_seen: Vec<DateTime<Utc>>,
+    last_seen: Vec<DateTime<Utc>>,
+    metadata: Vec<serde_json::Value>,
+    hints: Vec<serde_json::Value>,
+}
+
+impl Columns {
+    fn of<'a>(records: impl ExactSizeIterator<Item = &'a DeviceRecord>) -> Result<Self> {
+        let n = records.len();
+        let mut c = Columns {
+            uid: Vec::with_capacity(n),
+            ..Columns::default()
+        };
+        for r in records {
+            c.uid.push(r.uid.to_string());
+            c.ip.push(r.ip);
+            c.mac.push(r.mac.clone());
+            c.hostname.push(r.hostname.clone());
+            c.name.push(r.name());
+            c.device_type.push(r.device_type.clone());
+            c.vendor.push(r.vendor.clone());
+            c.model.push(r.model.clone());
+            c.os.push(r.os.clone());
+            c.agent_id.push(r.agent_id.clone());
+            c.sources.push(join(r.discovery_sources.iter()));
+            c.is_available.push(r.is_available);
+            c.first_seen.push(r.first_seen);
+            c.last_seen.push(r.last_seen);
+            c.metadata.push(serde_json::to_value(&r.metadata)?);
+            c.hints.push(serde_json::to_value(&r.sweep_hints)?);
+        }
+        Ok(c)
+    }
+
+    fn bind<'q>(
+        &'q self,
+        q: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    ) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+        q.bind(&self.uid)
+            .bind(&self.ip)
+            .bind(&self.mac)
+            .bind(&self.hostname)
+            .bind(&self.name)
+            .bind(&self.device_type)
+            .bind(&self.vendor)
+            .bind(&self.model)
+            .bind(&self.os)
+            .bind(&self.agent_id)
+            .bind(&self.sources)
+            .bind(&self.is_available)
+            .bind(&self.first_seen)
+            .bind(&self.last_seen)
+            .bind(&self.metadata)
+            .bind(&self.hints)
+    }
+}
+
+fn join<'a>(items: impl Iterator<Item = &'a String>) -> String {
+    let mut out = String::new();
+    for (i, s) in items.enumerate() {
+        if i > 0 {
+            out.push(SEP);
+        }
+        out.push_str(s);
+    }
+    out
+}
+
+const UNNEST_DEVICES: &str = r"UNNEST($3::text[], $4::inet[], $5::text[], $6::text[], $7::text[],
+    $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::bool[],
+    $15::timestamptz[], $16::timestamptz[], $17::jsonb[], $18::jsonb[])
+    AS u(uid, ip, mac, hostname, name, type, vendor, model, os, agent_id, sources, is_available,
+         first_seen, last_seen, metadata, hints)";
+
+const SOURCES: &str = r"COALESCE(string_to_array(NULLIF(u.sources, ''), E'\x1f'), '{}')";
+
+/// Inserts device rows (sorted by uid); returns their revisions.
+///
+/// # Errors
+/// Database failure.
+pub async fn insert_devices(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    partition: &str,
+    records: &[DeviceRecord],
+) -> Result<Vec<(String, i64)>> {
+    if records.is_empty() {
+        return Ok(Vec::new());
+    }
+    let cols = Columns::of(records.iter())?;
+    let sql = format!(
+        "INSERT INTO devices (tenant_id, partition, uid, ip, mac, hostname, name, type, vendor,
+             model, os, agent_id, discovery_sources, is_available, first_seen, last_seen,
+             metadata, sweep_hints, revision)
+         SELECT $1, $2, u.uid, u.ip, u.mac, u.hostname, u.name, u.type, u.vendor, u.model, u.os,
+                u.agent_id, {SOURCES}, u.is_available, u.first_seen, u.last_seen, u.metadata,
+                u.hints, nextval('device_revisions')
+           FROM {UNNEST_DEVICES}
+         RETURNING uid, revision"
+    );
+    let q = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(tenant.as_uuid())
+        .bind(partition);
+    let rows = cols.bind(q).fetch_all(&mut *conn).await?;
+    rows.iter()
+        .map(|r| Ok((r.try_get("uid")?, r.try_get("revision")?)))
+        .collect()
+}
+
+/// Rewrites changed device rows in place (sorted by uid); returns their new revisions.
+///
+/// # Errors
+/// Database failure, or a row that vanished ([`Error::Corrupt`]).
+pub async fn update_devices(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    partition: &str,
+    records: &[&DeviceRecord],
+) -> Result<Vec<(String, i64)>> {
+    if records.is_empty() {
+        return Ok(Vec::new());
+    }
+    let cols = Columns::of(records.iter().copied())?;
+    let sql = format!(
+        "UPDATE devices AS d
+            SET ip = u.ip, mac = u.mac, hostname = u.hostname, name = u.name, type = u.type,
+                vendor = u.vendor, model = u.model, os = u.os, agent_id = u.agent_id,
+                discovery_sources = {SOURCES}, is_available = u.is_available,
+                first_seen = u.first_seen, last_seen = u.last_seen, metadata = u.metadata,
+                sweep_hints = u.hints, revision = nextval('device_revisions'), updated_at = now()
+           FROM {UNNEST_DEVICES}
+          WHERE d.tenant_id = $1 AND d.partition = $2 AND d.uid = u.uid
+         RETURNING d.uid, d.revision"
+    );
+    let q = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(tenant.as_uuid())
+        .bind(partition);
+    let rows = cols.bind(q).fetch_all(&mut *conn).await?;
+    if rows.len() != records.len() {
+        return Err(Error::Corrupt(format!(
+            "updated {} of {} device rows",
+            rows.len(),
+            records.len()
+        )));
+    }
+    rows.iter()
+        .map(|r| Ok((r.try_get("uid")?, r.try_get("revision")?)))
+        .collect()
+}
+
+/// What a committed outcome wrote: the new revision of every inserted, updated or deleted
+/// device.
+#[derive(Debug, Default)]
+pub struct Written {
+    /// uid → revision.
+    pub revisions: BTreeMap<String, i64>,
+}
+
+/// Writes an outcome in the order that keeps foreign keys and uniqueness satisfied at every
+/// statement: device inserts, device updates, identifier re-points, identifier inserts, merge
+/// audit rows, deletes of merged-away devices. Every list is already sorted by key.
+///
+/// # Errors
+/// Database failure.
+pub async fn write_outcome(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    partition: &str,
+    outcome: &Outcome,
+) -> Result<Written> {
+    let mut written = Written::default();
+    let t = tenant.as_uuid();
+    for (uid, rev) in insert_devices(conn, tenant, partition, &outcome.inserts).await? {
+        written.revisions.insert(uid, rev);
+    }
+    let updates: Vec<&DeviceRecord> = outcome.updates.iter().map(|w| &w.record).collect();
+    for (uid, rev) in update_devices(conn, tenant, partition, &updates).await? {
+        written.revisions.insert(uid, rev);
+    }
+    if !outcome.identifier_repoints.is_empty() {
+        let (mut types, mut values, mut to) = (Vec::new(), Vec::new(), Vec::new());
+        for (id, r) in &outcome.identifier_repoints {
+            types.push(id.kind().as_str());
+            values.push(id.value());
+            to.push(r.to.to_string());
+        }
+        sqlx::query(
+            "UPDATE identifiers AS i SET device_uid = u.to_uid, updated_at = now()
+               FROM UNNEST($3::text[], $4::text[], $5::text[]) AS u(type, value, to_uid)
+              WHERE i.tenant_id = $1 AND i.partition = $2 AND i.type = u.type AND i.value = u.value",
+        )
+        .bind(t)
+        .bind(partition)
+        .bind(&types)
+        .bind(&values)
+        .bind(&to)
+        .execute(&mut *conn)
+        .await?;
+    }
+    if !outcome.identifier_inserts.is_empty() {
+        let (mut types, mut values, mut owners) = (Vec::new(), Vec::new(), Vec::new());
+        for (id, uid) in &outcome.identifier_inserts {
+            types.push(id.kind().as_str());
+            values.push(id.value());
+            owners.push(uid.to_string());
+        }
+        sqlx::query(
+            "INSERT INTO identifiers (tenant_id, partition, type, value, device_uid)
+             SELECT $1, $2, u.type, u.value, u.device_uid
+               FROM UNNEST($3::text[], $4::text[], $5::text[]) AS u(type, value, device_uid)",
+        )
+        .bind(t)
+        .bind(partition)
+        .bind(&types)
+        .bind(&values)
+        .bind(&owners)
+        .execute(&mut *conn)
+        .await?;
+    }
+    if !outcome.merges.is_empty() {
+        let mut ids = Vec::new();
+        let (mut from, mut to, mut reason, mut evidence) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for m in &outcome.merges {
+            ids.push(Uuid::now_v7());
+            from.push(m.from.to_string());
+            to.push(m.to.to_string());
+            reason.push(m.reason());
+            let ev: Vec<String> = m.evidence.iter().map(ToString::to_string).collect();
+            evidence.push(join(ev.iter()));
+        }
+        sqlx::query(
+            r"INSERT INTO merge_audit (tenant_id, id, partition, from_uid, to_uid, reason, evidence)
+              SELECT $1, u.id, $2, u.from_uid, u.to_uid, u.reason,
+                     COALESCE(string_to_array(NULLIF(u.evidence, ''), E'\x1f'), '{}')
+                FROM UNNEST($3::uuid[], $4::text[], $5::text[], $6::text[], $7::text[])
+                  AS u(id, from_uid, to_uid, reason, evidence)",
+        )
+        .bind(t)
+        .bind(partition)
+        .bind(&ids)
+        .bind(&from)
+        .bind(&to)
+        .bind(&reason)
+        .bind(&evidence)
+        .execute(&mut *conn)
+        .await?;
+    }
+    if !outcome.deletes.is_empty() {
+        let uids: Vec<String> = outcome.deletes.iter().map(ToString::to_string).collect();
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "DELETE FROM devices WHERE tenant_id = $1 AND partition = $2 AND uid = ANY($3)
+             RETURNING uid, nextval('device_revisions')",
+        )
+        .bind(t)
+        .bind(partition)
+        .bind(&uids)
+        .fetch_all(&mut *conn)
+        .await?;
+        written.revisions.extend(rows);
+    }
+    Ok(written)
+}
+
+/// One outbox message to store.
+#[derive(Debug)]
+pub struct OutboxMessage {
+    /// `Nats-Msg-Id`.
+    pub id: Uuid,
+    /// Serialised body.
+    pub payload: Vec<u8>,
+    /// Devices in it.
+    pub devices: i32,
+}
+
+/// Stores inventory change messages for publication after commit.
+///
+/// # Errors
+/// Database failure.
+pub async fn enqueue_inventory(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    messages: &[OutboxMessage],
+    traceparent: Option<&str>,
+) -> Result<()> {
+    if messages.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<Uuid> = messages.iter().map(|m| m.id).collect();
+    let payloads: Vec<&[u8]> = messages.iter().map(|m| m.payload.as_slice()).collect();
+    let counts: Vec<i32> = messages.iter().map(|m| m.devices).collect();
+    sqlx::query(
+        "INSERT INTO inventory_outbox (tenant_id, id, payload, devices, traceparent)
+         SELECT $1, u.id, u.payload, u.devices, $5
+           FROM UNNEST($2::uuid[], $3::bytea[], $4::int4[]) AS u(id, payload, devices)",
+    )
+    .bind(tenant.as_uuid())
+    .bind(&ids)
+    .bind(&payloads)
+    .bind(&counts)
+    .bind(traceparent)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Stores OCSF events of one tenant for publication on `events(tenant, kind)`.
+///
+/// # Errors
+/// Database or encoding failure.
+pub async fn enqueue_events(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    kind: &str,
+    events: &[sr_core::ocsf::OcsfEvent],
+) -> Result<()> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let uids: Vec<Uuid> = events.iter().map(|e| e.metadata.uid).collect();
+    let payloads = events
+        .iter()
+        .map(serde_json::to_value)
+        .collect::<Result<Vec<_>, _>>()?;
+    sqlx::query(
+        "INSERT INTO event_outbox (tenant_id, uid, kind, payload)
+         SELECT $1, u.uid, $2, u.payload FROM UNNEST($3::uuid[], $4::jsonb[]) AS u(uid, payload)",
+    )
+    .bind(tenant.as_uuid())
+    .bind(kind)
+    .bind(&uids)
+    .bind(&payloads)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
