@@ -1,5 +1,5 @@
 //! `srctl`: a command-line client for the admin API of the identity service (tenants, sync
-//! services, agents, integration sources). Output is a readable table, or the API's JSON
+//! services, agents, integration sources) and the read API of the events service. Output is a readable table, or the API's JSON
 //! with `--json`. The library form lets tests run commands against a real service.
 
 use std::collections::BTreeMap;
@@ -7,6 +7,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 use serde_json::{Value, json};
+
+pub mod events;
 
 /// Command line.
 #[derive(Debug, Parser)]
@@ -20,7 +22,15 @@ pub struct Cli {
         global = true
     )]
     pub identity_url: String,
-    /// Admin bearer token.
+    /// Events service read API.
+    #[arg(
+        long,
+        env = "SRCTL_EVENTS_URL",
+        default_value = "http://127.0.0.1:8093",
+        global = true
+    )]
+    pub events_url: String,
+    /// Bearer token: the identity admin token, or the events service's `api.token` for `events`.
     #[arg(long, env = "SRCTL_TOKEN", global = true, hide_env_values = true)]
     pub token: Option<String>,
     /// File holding the admin token (e.g. the bootstrap output's `admin-token`).
@@ -51,6 +61,9 @@ pub enum Command {
     /// Integration sources of a tenant.
     #[command(subcommand)]
     Sources(SourceCmd),
+    /// OCSF events of a tenant (events service).
+    #[command(subcommand)]
+    Events(events::EventsCmd),
 }
 
 /// `srctl tenants …`
@@ -492,6 +505,13 @@ pub async fn run(cli: Cli) -> Result<String> {
             with_note(show(j, &resp, &[]), note)
         }
         Command::Sources(cmd) => sources(&api, j, cmd).await?,
+        Command::Events(cmd) => {
+            let api = Api {
+                base: cli.events_url.clone(),
+                ..api
+            };
+            events::run(&api, j, cmd).await?
+        }
     })
 }
 
