@@ -263,9 +263,12 @@ impl OcsfEvent {
         if !(0..=6).contains(&self.severity_id) && self.severity_id != 99 {
             return Err(OcsfError::Field("severity_id out of range"));
         }
-        if self.time <= 0 {
+        if !(0..=2).contains(&self.status_id) && self.status_id != 99 {
+            return Err(OcsfError::Field("status_id out of range"));
+        }
+        if self.time <= 0 || self.time > MAX_TIME_MS {
             return Err(OcsfError::Field(
-                "time must be a positive epoch-milliseconds value",
+                "time must be epoch milliseconds between 1970 and 9999",
             ));
         }
         if self.metadata.version.is_empty() {
@@ -279,9 +282,60 @@ impl OcsfEvent {
         if self.metadata.uid.is_nil() {
             return Err(OcsfError::Field("metadata.uid must not be nil"));
         }
+        if self.has_nul() {
+            // Postgres text and jsonb cannot hold U+0000; such an event could never be stored.
+            return Err(OcsfError::Field("strings must not contain U+0000"));
+        }
         Ok(())
     }
+
+    /// [`Self::validate`], and that the event belongs to `expected`, the tenant named by the
+    /// subject it travelled on.
+    ///
+    /// # Errors
+    /// The first violated rule, or [`OcsfError::TenantMismatch`].
+    pub fn validate_for(&self, expected: TenantId) -> Result<(), OcsfError> {
+        self.validate()?;
+        if self.tenant_id != expected {
+            return Err(OcsfError::TenantMismatch {
+                subject: expected,
+                body: self.tenant_id,
+            });
+        }
+        Ok(())
+    }
+
+    fn has_nul(&self) -> bool {
+        fn in_value(v: &serde_json::Value) -> bool {
+            match v {
+                serde_json::Value::String(s) => s.contains('\0'),
+                serde_json::Value::Array(a) => a.iter().any(in_value),
+                serde_json::Value::Object(o) => {
+                    o.iter().any(|(k, v)| k.contains('\0') || in_value(v))
+                }
+                _ => false,
+            }
+        }
+        let m = &self.metadata;
+        [
+            self.message.as_str(),
+            m.version.as_str(),
+            m.product.name.as_str(),
+            m.product.vendor_name.as_str(),
+            m.correlation_uid.as_deref().unwrap_or_default(),
+        ]
+        .iter()
+        .any(|s| s.contains('\0'))
+            || self
+                .observables
+                .iter()
+                .any(|o| o.name.contains('\0') || o.value.contains('\0'))
+            || in_value(&self.unmapped)
+    }
 }
+
+/// Latest accepted event time: 9999-12-31T23:59:59.999Z in epoch milliseconds.
+pub const MAX_TIME_MS: i64 = 253_402_300_799_999;
 
 /// A rule an event breaks.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -289,6 +343,16 @@ pub enum OcsfError {
     /// A field is missing or inconsistent.
     #[error("invalid OCSF event: {0}")]
     Field(&'static str),
+    /// The body names another tenant than the subject it was published on.
+    #[error(
+        "tenant mismatch: the subject names tenant {subject} but the event's tenant_id is {body}"
+    )]
+    TenantMismatch {
+        /// Tenant in the subject.
+        subject: TenantId,
+        /// `tenant_id` in the body.
+        body: TenantId,
+    },
 }
 
 #[cfg(test)]
@@ -371,5 +435,47 @@ mod tests {
         let mut e = event(Activity::Create);
         e.time = 0;
         assert!(e.validate().is_err());
+        let mut e = event(Activity::Create);
+        e.time = MAX_TIME_MS + 1;
+        assert!(e.validate().is_err());
+        let mut e = event(Activity::Create);
+        e.status_id = 3;
+        assert!(e.validate().is_err());
+        let mut e = event(Activity::Create);
+        e.severity_id = 98;
+        assert!(e.validate().is_err());
+        let mut e = event(Activity::Create);
+        e.activity_id = 100;
+        e.type_uid = 100_900;
+        assert!(e.validate().is_err());
+        let mut e = event(Activity::Create);
+        e.unmapped = serde_json::json!({ "details": ["a\u{0}b"] });
+        assert_eq!(
+            e.validate(),
+            Err(OcsfError::Field("strings must not contain U+0000"))
+        );
+        let mut e = event(Activity::Create);
+        e.message.push('\0');
+        assert!(e.validate().is_err());
+    }
+
+    #[test]
+    fn an_event_is_valid_only_for_its_own_tenant() {
+        let e = event(Activity::Delete);
+        e.validate_for(e.tenant_id).unwrap();
+        let other = TenantId::random();
+        let err = e.validate_for(other).unwrap_err();
+        assert_eq!(
+            err,
+            OcsfError::TenantMismatch {
+                subject: other,
+                body: e.tenant_id
+            }
+        );
+        let text = err.to_string();
+        assert!(
+            text.contains(&other.to_string()) && text.contains(&e.tenant_id.to_string()),
+            "{text}"
+        );
     }
 }

@@ -1,5 +1,6 @@
 //! `srctl`: a command-line client for the admin API of the identity service (tenants, sync
-//! services, agents, integration sources) and the read API of DIRE (devices). Output is a readable table, or the API's JSON
+//! services, agents, integration sources) and the read APIs of DIRE (devices), sweepgen (sweep
+//! configs) and the events service (events). Output is a readable table, or the API's JSON
 //! with `--json`. The library form lets tests run commands against a real service.
 
 use std::collections::BTreeMap;
@@ -10,6 +11,7 @@ use serde_json::{Value, json};
 
 mod devices;
 pub use devices::DevicesCmd;
+pub mod events;
 
 /// Command line.
 #[derive(Debug, Parser)]
@@ -31,7 +33,15 @@ pub struct Cli {
         global = true
     )]
     pub dire_url: String,
-    /// Admin bearer token (for `devices`: DIRE's api.token).
+    /// Events service read API.
+    #[arg(
+        long,
+        env = "SRCTL_EVENTS_URL",
+        default_value = "http://127.0.0.1:8093",
+        global = true
+    )]
+    pub events_url: String,
+    /// Bearer token: the identity admin token, or the read APIs' `api.token`.
     #[arg(long, env = "SRCTL_TOKEN", global = true, hide_env_values = true)]
     pub token: Option<String>,
     /// File holding the admin token (e.g. the bootstrap output's `admin-token`).
@@ -65,6 +75,9 @@ pub enum Command {
     /// Canonical devices of a tenant (DIRE).
     #[command(subcommand)]
     Devices(DevicesCmd),
+    /// OCSF events of a tenant (events service).
+    #[command(subcommand)]
+    Events(events::EventsCmd),
 }
 
 /// `srctl tenants …`
@@ -512,6 +525,12 @@ pub async fn run(cli: Cli) -> Result<String> {
                 ..api
             };
             devices::run(&dire, j, cmd).await?
+        Command::Events(cmd) => {
+            let api = Api {
+                base: cli.events_url.clone(),
+                ..api
+            };
+            events::run(&api, j, cmd).await?
         }
     })
 }

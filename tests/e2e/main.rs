@@ -1,0 +1,10 @@
+//! Cross-service flows against a real Postgres and a real NATS with JetStream.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::field_reassign_with_default,
+    missing_docs
+)]
+
+mod common;
+mod identity_events;
