@@ -1,6 +1,9 @@
 //! `srctl`: a command-line client for the admin API of the identity service (tenants, sync
-//! services, agents, integration sources). Output is a readable table, or the API's JSON
-//! with `--json`. The library form lets tests run commands against a real service.
+//! services, agents, integration sources) and the sweepgen read API (`sweep show`). Output is
+//! a readable table, or the API's JSON with `--json`. The library form lets tests run commands
+//! against a real service.
+
+mod sweep;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -20,7 +23,15 @@ pub struct Cli {
         global = true
     )]
     pub identity_url: String,
-    /// Admin bearer token.
+    /// Sweepgen read API (`sweep …` commands).
+    #[arg(
+        long,
+        env = "SRCTL_SWEEPGEN_URL",
+        default_value = "http://127.0.0.1:8094",
+        global = true
+    )]
+    pub sweepgen_url: String,
+    /// Bearer token (identity's admin token; sweepgen's `api.token` for `sweep …`).
     #[arg(long, env = "SRCTL_TOKEN", global = true, hide_env_values = true)]
     pub token: Option<String>,
     /// File holding the admin token (e.g. the bootstrap output's `admin-token`).
@@ -51,6 +62,9 @@ pub enum Command {
     /// Integration sources of a tenant.
     #[command(subcommand)]
     Sources(SourceCmd),
+    /// Sweep configs compiled by sweepgen.
+    #[command(subcommand)]
+    Sweep(sweep::SweepCmd),
 }
 
 /// `srctl tenants …`
@@ -215,14 +229,14 @@ pub enum CliError {
 /// Result alias.
 pub type Result<T, E = CliError> = std::result::Result<T, E>;
 
-struct Api {
+pub(crate) struct Api {
     http: reqwest::Client,
     base: String,
     token: String,
 }
 
 impl Api {
-    async fn send(
+    pub(crate) async fn send(
         &self,
         method: reqwest::Method,
         path: &str,
@@ -431,9 +445,13 @@ const SOURCE_COLS: &[&str] = &[
 /// # Errors
 /// [`CliError`] for a missing token, unreachable API, API errors or bad local input.
 pub async fn run(cli: Cli) -> Result<String> {
+    let base = match &cli.command {
+        Command::Sweep(_) => cli.sweepgen_url.clone(),
+        _ => cli.identity_url.clone(),
+    };
     let api = Api {
         http: reqwest::Client::new(),
-        base: cli.identity_url.clone(),
+        base,
         token: token(&cli)?,
     };
     let j = cli.json;
@@ -492,6 +510,7 @@ pub async fn run(cli: Cli) -> Result<String> {
             with_note(show(j, &resp, &[]), note)
         }
         Command::Sources(cmd) => sources(&api, j, cmd).await?,
+        Command::Sweep(cmd) => sweep::run(&api, j, cmd).await?,
     })
 }
 
