@@ -2,6 +2,11 @@
 //! services, agents, integration sources) and the read APIs of DIRE (devices), sweepgen (sweep
 //! configs) and the events service (events). Output is a readable table, or the API's JSON
 //! with `--json`. The library form lets tests run commands against a real service.
+//! services, agents, integration sources) and the sweepgen read API (`sweep show`). Output is
+//! a readable table, or the API's JSON with `--json`. The library form lets tests run commands
+//! against a real service.
+
+mod sweep;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -42,6 +47,15 @@ pub struct Cli {
     )]
     pub events_url: String,
     /// Bearer token: the identity admin token, or the read APIs' `api.token`.
+    /// Sweepgen read API (`sweep …` commands).
+    #[arg(
+        long,
+        env = "SRCTL_SWEEPGEN_URL",
+        default_value = "http://127.0.0.1:8094",
+        global = true
+    )]
+    pub sweepgen_url: String,
+    /// Bearer token (identity's admin token; sweepgen's `api.token` for `sweep …`).
     #[arg(long, env = "SRCTL_TOKEN", global = true, hide_env_values = true)]
     pub token: Option<String>,
     /// File holding the admin token (e.g. the bootstrap output's `admin-token`).
@@ -78,6 +92,9 @@ pub enum Command {
     /// OCSF events of a tenant (events service).
     #[command(subcommand)]
     Events(events::EventsCmd),
+    /// Sweep configs compiled by sweepgen.
+    #[command(subcommand)]
+    Sweep(sweep::SweepCmd),
 }
 
 /// `srctl tenants …`
@@ -458,9 +475,13 @@ const SOURCE_COLS: &[&str] = &[
 /// # Errors
 /// [`CliError`] for a missing token, unreachable API, API errors or bad local input.
 pub async fn run(cli: Cli) -> Result<String> {
+    let base = match &cli.command {
+        Command::Sweep(_) => cli.sweepgen_url.clone(),
+        _ => cli.identity_url.clone(),
+    };
     let api = Api {
         http: reqwest::Client::new(),
-        base: cli.identity_url.clone(),
+        base,
         token: token(&cli)?,
     };
     let j = cli.json;
@@ -532,6 +553,7 @@ pub async fn run(cli: Cli) -> Result<String> {
             };
             events::run(&api, j, cmd).await?
         }
+        Command::Sweep(cmd) => sweep::run(&api, j, cmd).await?,
     })
 }
 

@@ -1,0 +1,128 @@
+//! The sweepgen error type, its disposition for the consumer (retry or poison), and how it
+//! reaches HTTP and NATS clients.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use sr_core::rpc::{RpcError, RpcErrorCode};
+
+/// Everything that can go wrong in sweepgen.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A message or request that can never be processed (undecodable, inconsistent).
+    #[error("{0}")]
+    Poison(String),
+    /// Malformed request input (400).
+    #[error("{0}")]
+    BadRequest(String),
+    /// Missing or wrong bearer token (401).
+    #[error("missing or invalid bearer token")]
+    Unauthorized,
+    /// Unknown route (404).
+    #[error("{0}")]
+    NotFound(String),
+    /// The compiled config does not fit in one NATS reply.
+    #[error(
+        "the sweep config of agent {agent_id} ({targets} targets) is larger than the {limit}-byte \
+         reply limit (NATS max_payload); raise max_payload or split the agent's devices"
+    )]
+    TooLarge {
+        /// Agent.
+        agent_id: String,
+        /// Targets in the config.
+        targets: usize,
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// Database failure (transient: retry).
+    #[error("database error: {0}")]
+    Db(#[from] sqlx::Error),
+    /// JetStream failure (transient: retry).
+    #[error("JetStream error: {0}")]
+    Nats(String),
+    /// File system or socket failure.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// Why it failed.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Start-up failure.
+    #[error("{0}")]
+    Startup(String),
+}
+
+impl Error {
+    /// An I/O error with context.
+    pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        Self::Io {
+            context: context.into(),
+            source,
+        }
+    }
+
+    /// Whether redelivering the message can never help (terminate it) rather than later
+    /// (nak with delay).
+    #[must_use]
+    pub fn is_poison(&self) -> bool {
+        matches!(self, Self::Poison(_) | Self::BadRequest(_))
+    }
+
+    fn status(&self) -> StatusCode {
+        match self {
+            Self::Poison(_) | Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::TooLarge { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Db(_) | Self::Nats(_) | Self::Io { .. } | Self::Startup(_) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+        }
+    }
+
+    /// The message a client may see: internals are replaced by a generic text.
+    #[must_use]
+    pub fn public_message(&self) -> String {
+        if self.status().is_server_error() && !matches!(self, Self::TooLarge { .. }) {
+            "internal error; see the sweepgen service log".to_owned()
+        } else {
+            self.to_string()
+        }
+    }
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if status == StatusCode::INTERNAL_SERVER_ERROR {
+            tracing::error!(error = %self, "Read API request failed");
+        }
+        let body = serde_json::json!({
+            "error": { "status": status.as_u16(), "message": self.public_message() }
+        });
+        (status, axum::Json(body)).into_response()
+    }
+}
+
+impl From<Error> for RpcError {
+    fn from(e: Error) -> Self {
+        let code = match &e {
+            Error::Poison(_) | Error::BadRequest(_) => RpcErrorCode::InvalidArgument,
+            Error::NotFound(_) => RpcErrorCode::NotFound,
+            Error::Unauthorized => RpcErrorCode::PermissionDenied,
+            Error::TooLarge { .. } => {
+                tracing::warn!(error = %e, "Agent config too large for a NATS reply");
+                RpcErrorCode::Unavailable
+            }
+            _ => {
+                tracing::error!(error = %e, "Agent config request failed");
+                RpcErrorCode::Unavailable
+            }
+        };
+        RpcError::new(code, e.public_message())
+    }
+}
+
+/// Result alias.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
