@@ -246,7 +246,7 @@ impl SourceLoop {
                 // would have started while this one was still going are skipped, not stacked.
                 due = next;
                 let now = timer.now();
-                if due <= now {
+                if due < now {
                     let behind = (now - due).as_nanos() / self.interval.as_nanos().max(1);
                     let skip = u32::try_from(behind + 1).unwrap_or(u32::MAX);
                     due += self.interval.saturating_mul(skip);
@@ -527,8 +527,12 @@ pub fn run_report(
         "finished_at": finished_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
     });
     if let Some(e) = &outcome.error {
-        let cut: String = e.chars().take(MAX_REPORTED_ERROR).collect();
-        body["error"] = serde_json::Value::String(cut);
+        // Cut on a character boundary, in bytes: identity truncates by bytes too.
+        let mut end = e.len().min(MAX_REPORTED_ERROR);
+        while !e.is_char_boundary(end) {
+            end -= 1;
+        }
+        body["error"] = serde_json::Value::String(e[..end].to_owned());
     }
     serde_json::to_vec(&body).unwrap_or_default()
 }
@@ -557,11 +561,12 @@ mod tests {
     fn run_reports_stay_small_whatever_the_error() {
         let outcome = RunOutcome {
             device_count: 0,
-            error: Some("x".repeat(100_000)),
+            error: Some("é…".repeat(30_000)),
         };
         let r = run_report("id", &outcome, chrono::Utc::now());
         assert!(r.len() < 4096);
         let v: serde_json::Value = serde_json::from_slice(&r).unwrap();
         assert_eq!(v["device_count"], 0);
+        assert!(v["error"].as_str().unwrap().len() <= MAX_REPORTED_ERROR);
     }
 }
