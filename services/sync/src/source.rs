@@ -299,6 +299,9 @@ impl SourceLoop {
         };
         let ok = outcome.error.is_none();
         self.shared.set_health(&self.key, Some(ok));
+        // The report is part of the run: counters move only once it is done, so a completed
+        // run in the metrics has also been reported.
+        self.report(&outcome, next).await;
         m.source_runs
             .get_or_create(&self.run_label(if ok { "success" } else { "failure" }))
             .inc();
@@ -324,7 +327,6 @@ impl SourceLoop {
             elapsed_ms = elapsed.as_millis() as u64,
             "Source run finished"
         );
-        self.report(&outcome, next).await;
     }
 
     fn run_label(&self, result: &str) -> RunLabel {

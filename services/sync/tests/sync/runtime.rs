@@ -30,6 +30,7 @@ async fn the_sync_says_hello_again_after_a_gateway_restart() {
         .await;
     let sync = Sync::start(&stack.platform_bootstrap()).await;
     stack.wait_devices(acme, 4).await;
+    sync.wait_runs("acme", "acme/armis", "success", 1).await;
     let session = sync.handle.session();
     assert_eq!(session.connections(), 1);
 
@@ -75,7 +76,11 @@ async fn a_restarted_sync_runs_its_cached_sources_while_the_gateway_is_down() {
 
     stack.stop_gateway().await;
     let second = Sync::start_with(sync_config(&bootstrap, state.path())).await;
-    let keys: Vec<String> = second.running().await.into_iter().map(|k| k.key).collect();
+    let keys = sr_testkit::eventually("cached sources running", WAIT, || async {
+        let keys: Vec<String> = second.running().await.into_iter().map(|k| k.key).collect();
+        (!keys.is_empty()).then_some(keys)
+    })
+    .await;
     assert_eq!(keys, ["acme/armis"]);
     assert!(second.handle.config_state().stale);
     let ready = reqwest::get(format!("http://{}/readyz", second.ops_addr))

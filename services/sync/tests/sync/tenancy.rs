@@ -58,7 +58,8 @@ async fn the_platform_sync_pushes_each_tenants_sources_under_that_tenant() {
         b.iter()
             .all(|d| d["metadata"]["integration_source_id"] == b_id.as_str())
     );
-    let keys: Vec<String> = sync.running().await.into_iter().map(|k| k.key).collect();
+    let mut keys: Vec<String> = sync.running().await.into_iter().map(|k| k.key).collect();
+    keys.sort();
     assert_eq!(keys, ["acme/armis", "beta/armis"]);
     stack
         .wait_source_result("acme", &a_id, |s| s["last_sync_result"] == "success")
