@@ -148,6 +148,8 @@ pub struct ChunkBuilder {
     /// Reused buffer that each typed device is serialised into, once.
     scratch: Vec<u8>,
     device_count: usize,
+    /// Closed chunks already handed out by [`ChunkBuilder::take_closed`].
+    taken: usize,
 }
 
 impl ChunkBuilder {
@@ -161,6 +163,7 @@ impl ChunkBuilder {
             open_devices: 0,
             scratch: Vec::new(),
             device_count: 0,
+            taken: 0,
         }
     }
 
@@ -216,10 +219,19 @@ impl ChunkBuilder {
         self.device_count
     }
 
-    /// Number of chunks [`ChunkBuilder::finish_chunks`] would return now (at least 1).
+    /// Number of chunks of the stream so far, those already taken included (at least 1).
     #[must_use]
     pub fn chunk_count(&self) -> usize {
-        self.closed.len() + usize::from(self.open_devices > 0 || self.closed.is_empty())
+        let closed = self.taken + self.closed.len();
+        closed + usize::from(self.open_devices > 0 || closed == 0)
+    }
+
+    /// Removes the chunks closed so far and returns each as (complete JSON array, device count),
+    /// in stream order, so a sender can move them out of memory (to a spool file) while it keeps
+    /// adding devices. The numbering of [`ChunkBuilder::finish_chunks`] continues after them.
+    pub fn take_closed(&mut self) -> Vec<(Vec<u8>, usize)> {
+        self.taken += self.closed.len();
+        std::mem::take(&mut self.closed)
     }
 
     /// Closes the stream and returns each chunk's JSON array, in order.
@@ -231,17 +243,20 @@ impl ChunkBuilder {
             .collect()
     }
 
-    /// Closes the stream and returns its chunks numbered `0..total`, the last one final.
+    /// Closes the stream and returns its chunks numbered `0..total`, the last one final. Chunks
+    /// already removed by [`ChunkBuilder::take_closed`] are not returned again, but count in the
+    /// numbering: the first chunk returned then has index `taken` and `total` covers them all.
     #[must_use]
     pub fn finish_chunks(mut self) -> Vec<Chunk> {
-        if self.open_devices > 0 || self.closed.is_empty() {
+        if self.open_devices > 0 || (self.closed.is_empty() && self.taken == 0) {
             self.close_open_chunk();
         }
         // `append` keeps the count within MAX_CHUNKS_PER_STREAM, so this never saturates.
-        let total = i32::try_from(self.closed.len()).unwrap_or(i32::MAX);
+        let total = i32::try_from(self.taken + self.closed.len()).unwrap_or(i32::MAX);
+        let first = i32::try_from(self.taken).unwrap_or(i32::MAX);
         self.closed
             .into_iter()
-            .zip(0..total)
+            .zip(first..total)
             .map(|((payload, device_count), index)| Chunk {
                 index,
                 total,
@@ -268,7 +283,7 @@ impl ChunkBuilder {
                 || grown > self.limits.max_chunk_bytes
             {
                 // Closing makes one chunk and opening the next makes another.
-                if self.closed.len() + 2 > MAX_CHUNKS_PER_STREAM {
+                if self.taken + self.closed.len() + 2 > MAX_CHUNKS_PER_STREAM {
                     return Err(PushError::TooManyChunks {
                         max: MAX_CHUNKS_PER_STREAM,
                     });
@@ -304,6 +319,7 @@ impl fmt::Debug for ChunkBuilder {
         f.debug_struct("ChunkBuilder")
             .field("limits", &self.limits)
             .field("closed_chunks", &self.closed.len())
+            .field("taken_chunks", &self.taken)
             .field("open_chunk_bytes", &self.open.len())
             .field("open_chunk_devices", &self.open_devices)
             .field("device_count", &self.device_count)

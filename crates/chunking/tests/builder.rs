@@ -404,3 +404,43 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn taking_closed_chunks_while_building_gives_the_same_stream_as_building_at_once() {
+    let limits = ChunkLimits::new(4 * 1024, 50).unwrap();
+    let devices: Vec<String> = (0..2_345)
+        .map(|i| serde_json::to_string(&device(i)).unwrap())
+        .collect();
+    let whole = build(limits, &devices);
+
+    let mut b = ChunkBuilder::new(limits);
+    let mut taken: Vec<(Vec<u8>, usize)> = Vec::new();
+    for (i, d) in devices.iter().enumerate() {
+        b.push_serialized(d.as_bytes()).unwrap();
+        if i % 97 == 0 {
+            taken.extend(b.take_closed());
+        }
+    }
+    taken.extend(b.take_closed());
+    assert_eq!(b.chunk_count(), whole.len());
+    let rest = b.finish_chunks();
+    assert_eq!(taken.len() + rest.len(), whole.len());
+    for (i, (payload, count)) in taken.iter().enumerate() {
+        assert_eq!(payload, &whole[i].payload);
+        assert_eq!(*count, whole[i].device_count);
+    }
+    for c in &rest {
+        let w = &whole[usize::try_from(c.index).unwrap()];
+        assert_eq!(c, w);
+    }
+}
+
+#[test]
+fn an_empty_stream_after_nothing_was_taken_is_one_empty_chunk() {
+    let mut b = ChunkBuilder::new(ChunkLimits::default());
+    assert!(b.take_closed().is_empty());
+    let chunks = b.finish_chunks();
+    assert_eq!(chunks.len(), 1);
+    assert_eq!(chunks[0].payload, b"[]");
+    assert!(chunks[0].is_final);
+}
