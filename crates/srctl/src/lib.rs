@@ -2,9 +2,6 @@
 //! services, agents, integration sources) and the read APIs of DIRE (devices), sweepgen (sweep
 //! configs) and the events service (events). Output is a readable table, or the API's JSON
 //! with `--json`. The library form lets tests run commands against a real service.
-//! services, agents, integration sources) and the sweepgen read API (`sweep show`). Output is
-//! a readable table, or the API's JSON with `--json`. The library form lets tests run commands
-//! against a real service.
 
 mod sweep;
 
@@ -46,7 +43,6 @@ pub struct Cli {
         global = true
     )]
     pub events_url: String,
-    /// Bearer token: the identity admin token, or the read APIs' `api.token`.
     /// Sweepgen read API (`sweep …` commands).
     #[arg(
         long,
@@ -55,7 +51,7 @@ pub struct Cli {
         global = true
     )]
     pub sweepgen_url: String,
-    /// Bearer token (identity's admin token; sweepgen's `api.token` for `sweep …`).
+    /// Bearer token: the identity admin token, or the read APIs' `api.token`.
     #[arg(long, env = "SRCTL_TOKEN", global = true, hide_env_values = true)]
     pub token: Option<String>,
     /// File holding the admin token (e.g. the bootstrap output's `admin-token`).
