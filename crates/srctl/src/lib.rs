@@ -542,6 +542,7 @@ pub async fn run(cli: Cli) -> Result<String> {
                 ..api
             };
             devices::run(&dire, j, cmd).await?
+        }
         Command::Events(cmd) => {
             let api = Api {
                 base: cli.events_url.clone(),
