@@ -7,4 +7,5 @@
 )]
 
 mod common;
+mod compose;
 mod identity_events;
