@@ -2,12 +2,15 @@
 //! sweep config quickly and for telling which agents a change affects.
 //!
 //! Layout: each device's normalised form is stored once (profiles and agent names interned, as
-//! most devices are reported alike). One ordered map holds a slot per address: the devices
-//! holding it, a summary of their agents, and the outcome compiled with all of them visible
+//! most devices are reported alike). A slot per address holds the devices holding it, a
+//! summary of their agents (its scope), and the outcome compiled with all of them visible
 //! (target, target digest, warnings) — the only outcome needed unless DIRE let devices of
-//! different agents share an address. Compiling an agent is one in-order walk of that map that
-//! lends the cached targets and hashes the cached digests: no sorting, no per-target
-//! allocation. An upsert or removal recompiles only the slots of the device's addresses.
+//! different agents share an address. Slots are shelved by scope in ordered maps (one per
+//! assigned agent, one for unassigned addresses, one for mixed ones), so compiling an agent is
+//! one in-order merge of its own, the unassigned and the mixed shelves — it never visits
+//! another agent's addresses — that lends the cached targets and hashes the cached digests: no
+//! sorting, no per-target allocation. An upsert or removal recompiles only the slots of the
+//! device's addresses (moving a slot to another shelf when its scope changes).
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -90,7 +93,7 @@ impl Entry {
 }
 
 /// Who holds an address, summarised so that a walk rarely needs to look at the holders.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum Scope {
     /// Every holder is unassigned: visible to all agents.
     Unassigned,
@@ -98,6 +101,135 @@ enum Scope {
     Agent(Arc<str>),
     /// Anything else.
     Mixed,
+}
+
+/// Slots by scope, each in address order; every slot is on exactly one shelf.
+#[derive(Debug, Default)]
+struct Shelves {
+    unassigned: BTreeMap<IpAddr, Slot>,
+    mixed: BTreeMap<IpAddr, Slot>,
+    agents: HashMap<Arc<str>, BTreeMap<IpAddr, Slot>>,
+    /// The scope (shelf) of each address.
+    scope_of: HashMap<IpAddr, Scope>,
+}
+
+impl Shelves {
+    /// Shelves for slots given in address order (the bulk load).
+    fn from_sorted(slots: impl Iterator<Item = (IpAddr, Slot)>) -> Self {
+        let mut unassigned = Vec::new();
+        let mut mixed = Vec::new();
+        let mut agents: HashMap<Arc<str>, Vec<(IpAddr, Slot)>> = HashMap::new();
+        let mut scope_of = HashMap::new();
+        for (addr, slot) in slots {
+            scope_of.insert(addr, slot.scope.clone());
+            match &slot.scope {
+                Scope::Unassigned => unassigned.push((addr, slot)),
+                Scope::Mixed => mixed.push((addr, slot)),
+                Scope::Agent(agent) => agents
+                    .entry(Arc::clone(agent))
+                    .or_default()
+                    .push((addr, slot)),
+            }
+        }
+        // Collected from sorted input: bulk construction.
+        Self {
+            unassigned: unassigned.into_iter().collect(),
+            mixed: mixed.into_iter().collect(),
+            agents: agents
+                .into_iter()
+                .map(|(agent, slots)| (agent, slots.into_iter().collect()))
+                .collect(),
+            scope_of,
+        }
+    }
+
+    fn shelf_mut(&mut self, scope: &Scope) -> &mut BTreeMap<IpAddr, Slot> {
+        match scope {
+            Scope::Unassigned => &mut self.unassigned,
+            Scope::Mixed => &mut self.mixed,
+            Scope::Agent(agent) => self.agents.entry(Arc::clone(agent)).or_default(),
+        }
+    }
+
+    /// Takes the slot of `addr` off its shelf.
+    fn take(&mut self, addr: &IpAddr) -> Option<Slot> {
+        let scope = self.scope_of.remove(addr)?;
+        let slot = self.shelf_mut(&scope).remove(addr);
+        if let Scope::Agent(agent) = &scope
+            && self.agents.get(agent).is_some_and(BTreeMap::is_empty)
+        {
+            self.agents.remove(agent);
+        }
+        slot
+    }
+
+    /// Puts a slot on the shelf of its scope.
+    fn put(&mut self, addr: IpAddr, slot: Slot) {
+        self.scope_of.insert(addr, slot.scope.clone());
+        let scope = slot.scope.clone();
+        self.shelf_mut(&scope).insert(addr, slot);
+    }
+
+    fn values_mut(&mut self) -> impl Iterator<Item = (&IpAddr, &mut Slot)> {
+        self.unassigned
+            .iter_mut()
+            .chain(self.mixed.iter_mut())
+            .chain(self.agents.values_mut().flat_map(|s| s.iter_mut()))
+    }
+
+    /// The slots `agent` may see (its own, unassigned and mixed ones), in address order.
+    fn visible<'a>(&'a self, agent: &str) -> impl Iterator<Item = (&'a IpAddr, &'a Slot)> + 'a {
+        let own = self.agents.get(agent).into_iter().flatten();
+        Merge::new(Merge::new(own, self.unassigned.iter()), self.mixed.iter())
+    }
+}
+
+/// Merges two iterators of slots ascending by address (disjoint addresses) into one.
+struct Merge<'a, A, B>
+where
+    A: Iterator<Item = (&'a IpAddr, &'a Slot)>,
+    B: Iterator<Item = (&'a IpAddr, &'a Slot)>,
+{
+    a: std::iter::Peekable<A>,
+    b: std::iter::Peekable<B>,
+}
+
+impl<'a, A, B> Merge<'a, A, B>
+where
+    A: Iterator<Item = (&'a IpAddr, &'a Slot)>,
+    B: Iterator<Item = (&'a IpAddr, &'a Slot)>,
+{
+    fn new(a: A, b: B) -> Self {
+        Self {
+            a: a.peekable(),
+            b: b.peekable(),
+        }
+    }
+}
+
+impl<'a, A, B> Iterator for Merge<'a, A, B>
+where
+    A: Iterator<Item = (&'a IpAddr, &'a Slot)>,
+    B: Iterator<Item = (&'a IpAddr, &'a Slot)>,
+{
+    type Item = (&'a IpAddr, &'a Slot);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match (self.a.peek(), self.b.peek()) {
+            (Some((x, _)), Some((y, _))) if y < x => self.b.next(),
+            (Some(_), _) => self.a.next(),
+            (None, _) => self.b.next(),
+        }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let (al, ah) = self.a.size_hint();
+        let (bl, bh) = self.b.size_hint();
+        (
+            al.saturating_add(bl),
+            ah.and_then(|a| bh.and_then(|b| a.checked_add(b))),
+        )
+    }
 }
 
 /// The devices holding one address and the outcome of compiling it with all of them.
@@ -111,6 +243,14 @@ struct Slot {
 }
 
 impl Slot {
+    fn new(addr: IpAddr) -> Self {
+        Self {
+            holders: Vec::with_capacity(1),
+            scope: Scope::Mixed,
+            outcome: AddressOutcome::empty(addr),
+        }
+    }
+
     fn rescope(&mut self) {
         let mut agents = self.holders.iter().map(|h| &h.agent);
         let first = agents.next().cloned().flatten();
@@ -130,7 +270,7 @@ pub struct SweepIndex {
     options: CompileOptions,
     defaults: Defaults,
     devices: HashMap<Arc<str>, Arc<Entry>>,
-    slots: BTreeMap<IpAddr, Slot>,
+    slots: Shelves,
     /// Number of devices per assigned agent (and the interned names).
     agents: HashMap<Arc<str>, usize>,
     profiles: HashSet<Arc<Profile>>,
@@ -145,7 +285,7 @@ impl SweepIndex {
             policies,
             options,
             devices: HashMap::new(),
-            slots: BTreeMap::new(),
+            slots: Shelves::default(),
             agents: HashMap::new(),
             profiles: HashSet::new(),
         }
@@ -159,16 +299,38 @@ impl SweepIndex {
         I: IntoIterator<Item = SweepDevice>,
     {
         let mut index = Self::new(policies, options);
+        // One ordered map while loading; compiled and shelved once at the end.
+        let mut staging: BTreeMap<IpAddr, Slot> = BTreeMap::new();
         for device in devices {
             let entry = index.entry_of(&device);
             if let Some(old) = index.devices.remove(&entry.uid) {
-                index.detach(&old, false);
+                index.count_out(&old);
+                for addr in &old.addrs {
+                    if let Some(slot) = staging.get_mut(addr) {
+                        slot.holders.retain(|h| !Arc::ptr_eq(h, &old));
+                        if slot.holders.is_empty() {
+                            staging.remove(addr);
+                        }
+                    }
+                }
                 index.release(old);
             }
-            index.attach(&entry, false);
+            index.count_in(&entry);
+            for addr in &entry.addrs {
+                let slot = staging.entry(*addr).or_insert_with(|| Slot::new(*addr));
+                let at = slot
+                    .holders
+                    .partition_point(|h| h.uid.as_ref() < entry.uid.as_ref());
+                slot.holders.insert(at, Arc::clone(&entry));
+            }
             index.devices.insert(Arc::clone(&entry.uid), entry);
         }
-        index.recompile_all_slots();
+        let (policies, defaults) = (&index.policies, &index.defaults);
+        index.slots = Shelves::from_sorted(staging.into_iter().map(|(addr, mut slot)| {
+            slot.rescope();
+            slot.outcome = outcome_of(addr, &slot.holders, policies, defaults);
+            (addr, slot)
+        }));
         index
     }
 
@@ -184,14 +346,14 @@ impl SweepIndex {
         }
         let affected = match self.devices.remove(&entry.uid) {
             Some(old) => {
-                self.detach(&old, true);
+                self.detach(&old);
                 let affected = Affected::Nothing.with_scope(&old);
                 self.release(old);
                 affected
             }
             None => Affected::Nothing,
         };
-        self.attach(&entry, true);
+        self.attach(&entry);
         let affected = affected.with_scope(&entry);
         self.devices.insert(Arc::clone(&entry.uid), entry);
         affected
@@ -201,7 +363,7 @@ impl SweepIndex {
     pub fn remove(&mut self, uid: &str) -> Affected {
         match self.devices.remove(uid) {
             Some(old) => {
-                self.detach(&old, true);
+                self.detach(&old);
                 let affected = Affected::Nothing.with_scope(&old);
                 self.release(old);
                 affected
@@ -277,37 +439,49 @@ impl SweepIndex {
     #[must_use]
     pub fn compile_for(&self, agent_id: &str) -> CompiledSweep<'_> {
         let agent = agent_id.trim();
-        let outcomes = self.slots.iter().filter_map(move |(addr, slot)| {
-            let all_visible = match &slot.scope {
-                Scope::Unassigned => true,
-                Scope::Agent(own) => {
-                    if **own != *agent {
-                        return None;
-                    }
-                    true
-                }
-                Scope::Mixed => slot.holders.iter().all(|h| h.visible_to(agent)),
-            };
-            if all_visible {
-                return Some(Cow::Borrowed(&slot.outcome));
-            }
-            let visible: Vec<Contribution<'_>> = slot
-                .holders
-                .iter()
-                .filter(|h| h.visible_to(agent))
-                .map(|h| contribution(h))
-                .collect();
-            if visible.is_empty() {
-                return None;
-            }
-            Some(Cow::Owned(compile_address(
-                *addr,
-                &visible,
-                &self.policies,
-                &self.defaults,
-            )))
-        });
+        let outcomes = self
+            .slots
+            .visible(agent)
+            .filter_map(move |(addr, slot)| self.outcome_for(*addr, slot, agent));
         assemble(outcomes, &self.defaults)
+    }
+
+    /// What the slot contributes to `agent`'s config: the cached outcome when every holder is
+    /// visible to it, a fresh compile of the visible holders otherwise, nothing when none is.
+    fn outcome_for<'s>(
+        &'s self,
+        addr: IpAddr,
+        slot: &'s Slot,
+        agent: &str,
+    ) -> Option<Cow<'s, AddressOutcome>> {
+        let all_visible = match &slot.scope {
+            Scope::Unassigned => true,
+            Scope::Agent(own) => {
+                if **own != *agent {
+                    return None;
+                }
+                true
+            }
+            Scope::Mixed => slot.holders.iter().all(|h| h.visible_to(agent)),
+        };
+        if all_visible {
+            return Some(Cow::Borrowed(&slot.outcome));
+        }
+        let visible: Vec<Contribution<'_>> = slot
+            .holders
+            .iter()
+            .filter(|h| h.visible_to(agent))
+            .map(|h| contribution(h))
+            .collect();
+        if visible.is_empty() {
+            return None;
+        }
+        Some(Cow::Owned(compile_address(
+            addr,
+            &visible,
+            &self.policies,
+            &self.defaults,
+        )))
     }
 
     fn entry_of(&mut self, device: &SweepDevice) -> Arc<Entry> {
@@ -344,28 +518,13 @@ impl SweepIndex {
         }
     }
 
-    fn attach(&mut self, entry: &Arc<Entry>, compile: bool) {
+    fn count_in(&mut self, entry: &Entry) {
         if let Some(agent) = &entry.agent {
             *self.agents.entry(Arc::clone(agent)).or_default() += 1;
         }
-        for addr in &entry.addrs {
-            let slot = self.slots.entry(*addr).or_insert_with(|| Slot {
-                holders: Vec::with_capacity(1),
-                scope: Scope::Mixed,
-                outcome: AddressOutcome::empty(*addr),
-            });
-            let at = slot
-                .holders
-                .partition_point(|h| h.uid.as_ref() < entry.uid.as_ref());
-            slot.holders.insert(at, Arc::clone(entry));
-            slot.rescope();
-            if compile {
-                slot.outcome = outcome_of(*addr, &slot.holders, &self.policies, &self.defaults);
-            }
-        }
     }
 
-    fn detach(&mut self, entry: &Arc<Entry>, compile: bool) {
+    fn count_out(&mut self, entry: &Entry) {
         if let Some(agent) = &entry.agent
             && let Some(count) = self.agents.get_mut(agent)
         {
@@ -374,25 +533,42 @@ impl SweepIndex {
                 self.agents.remove(agent);
             }
         }
+    }
+
+    fn attach(&mut self, entry: &Arc<Entry>) {
+        self.count_in(entry);
         for addr in &entry.addrs {
-            let Some(slot) = self.slots.get_mut(addr) else {
+            let mut slot = self.slots.take(addr).unwrap_or_else(|| Slot::new(*addr));
+            let at = slot
+                .holders
+                .partition_point(|h| h.uid.as_ref() < entry.uid.as_ref());
+            slot.holders.insert(at, Arc::clone(entry));
+            slot.rescope();
+            slot.outcome = outcome_of(*addr, &slot.holders, &self.policies, &self.defaults);
+            self.slots.put(*addr, slot);
+        }
+    }
+
+    fn detach(&mut self, entry: &Arc<Entry>) {
+        self.count_out(entry);
+        for addr in &entry.addrs {
+            let Some(mut slot) = self.slots.take(addr) else {
                 continue;
             };
             slot.holders.retain(|h| !Arc::ptr_eq(h, entry));
             if slot.holders.is_empty() {
-                self.slots.remove(addr);
                 continue;
             }
             slot.rescope();
-            if compile {
-                slot.outcome = outcome_of(*addr, &slot.holders, &self.policies, &self.defaults);
-            }
+            slot.outcome = outcome_of(*addr, &slot.holders, &self.policies, &self.defaults);
+            self.slots.put(*addr, slot);
         }
     }
 
     fn recompile_all_slots(&mut self) {
-        for (addr, slot) in &mut self.slots {
-            slot.outcome = outcome_of(*addr, &slot.holders, &self.policies, &self.defaults);
+        let (policies, defaults) = (&self.policies, &self.defaults);
+        for (addr, slot) in self.slots.values_mut() {
+            slot.outcome = outcome_of(*addr, &slot.holders, policies, defaults);
         }
     }
 }

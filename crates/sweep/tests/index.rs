@@ -276,3 +276,57 @@ fn an_address_shared_across_agents_is_compiled_per_agent_from_the_devices_it_see
         "sr:y"
     );
 }
+
+/// Twelve agents with ten devices each, a few unassigned devices and a shared address: every
+/// agent sees well under a quarter of the partition, so compiling one visits its slots by
+/// address (not a walk of the whole map). It must agree with a one-shot compile before and
+/// after changes that move addresses between scopes.
+#[test]
+fn compiling_a_small_agent_of_a_large_partition_agrees_with_a_one_shot_compile() {
+    let agents: Vec<String> = (0..12).map(|a| format!("agent-{a:02}")).collect();
+    let mut devices: Vec<SweepDevice> = Vec::new();
+    for (a, agent) in agents.iter().enumerate() {
+        for d in 0..10 {
+            let addr = format!("10.{a}.0.{d}");
+            devices.push(device(
+                &format!("sr:{a:02}-{d}"),
+                &[&addr],
+                Some(agent),
+                vec![sighting("armis", Some("q"), &["icmp", "tcp"], &[22])],
+            ));
+        }
+    }
+    devices.push(device("sr:u1", &["10.200.0.1"], None, vec![]));
+    devices.push(device("sr:u2", &["10.0.0.3", "2001:db8::1"], None, vec![]));
+    let check = |index: &SweepIndex, devices: &[SweepDevice], when: &str| {
+        for agent in agents.iter().map(String::as_str).chain(["agent-none"]) {
+            let expected = compile(
+                devices_for_agent(devices, agent),
+                &SourcePolicies::new(),
+                &CompileOptions::default(),
+            );
+            assert_eq!(index.compile_for(agent), expected, "{agent} {when}");
+        }
+    };
+    let mut index = index_of(&devices);
+    check(&index, &devices, "after the bulk load");
+
+    let mut changes: Vec<SweepDevice> = vec![
+        // An agent-00 device moves to agent-01; an address of agent-02 becomes shared by an
+        // unassigned device; an unassigned device gets an agent; one agent loses a device.
+        device("sr:00-1", &["10.0.0.1"], Some("agent-01"), vec![]),
+        device("sr:u3", &["10.2.0.5"], None, vec![]),
+        device("sr:u1", &["10.200.0.1"], Some("agent-05"), vec![]),
+    ];
+    for change in changes.drain(..) {
+        devices.retain(|d| d.uid != change.uid);
+        devices.push(change.clone());
+        index.upsert(change);
+        check(&index, &devices, "after an upsert");
+    }
+    devices.retain(|d| d.uid != "sr:03-4");
+    index.remove("sr:03-4");
+    devices.retain(|d| d.uid != "sr:u3");
+    index.remove("sr:u3");
+    check(&index, &devices, "after removals");
+}

@@ -34,7 +34,11 @@ CREATE TABLE sweep_devices (
     PRIMARY KEY (tenant_id, partition, uid)
 );
 
-CREATE INDEX sweep_devices_by_generation ON sweep_devices (tenant_id, partition, generation);
+-- Partial, so that it never competes with the primary key for lookups by uid (a generic plan
+-- with stale statistics would otherwise scan a whole partition); delta queries repeat the
+-- predicate. Every row a delta needs has a generation above 0.
+CREATE INDEX sweep_devices_by_generation ON sweep_devices (tenant_id, partition, generation)
+    WHERE generation > 0;
 CREATE INDEX sweep_devices_tombstones ON sweep_devices (updated_at) WHERE removed;
 
 -- How many live devices of a partition carry each (source, sweep interval): a source's

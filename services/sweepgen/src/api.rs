@@ -129,8 +129,10 @@ async fn agent_sweep_json(
     }
     let partition = partition_of(q.partition.as_deref().unwrap_or_default());
     let entry = s.configs.entry(tenant, &partition, agent_id).await?;
+    let (view_partition, view_agent) = (partition.clone(), agent_id.to_owned());
     s.configs
-        .with_full_config(tenant, &partition, agent_id, |compiled| {
+        .with_full_config(tenant, &partition, agent_id, move |compiled| {
+            let (partition, agent_id) = (view_partition.as_str(), view_agent.as_str());
             // The index may have moved on since `entry`; show the config compiled now, with
             // the recorded timestamp only when it is the same version.
             let config_timestamp = if compiled.config_version == entry.config_version {
@@ -140,7 +142,7 @@ async fn agent_sweep_json(
             };
             let view = SweepView {
                 tenant_id: tenant,
-                partition: &partition,
+                partition,
                 agent_id,
                 config_version: &compiled.config_version,
                 config_timestamp,

@@ -328,21 +328,35 @@ impl Configs {
             }
         }
         self.catch_up(&slot, tenant, partition, current).await?;
-        let guard = slot.state.read().await;
-        let Some(state) = guard.as_ref() else {
-            return Err(Error::Startup("partition state missing after load".into()));
-        };
-        if let Some(hit) = state.cached(agent_id) {
+        if let Some(hit) = slot
+            .state
+            .read()
+            .await
+            .as_ref()
+            .and_then(|s| s.cached(agent_id))
+        {
             self.metrics.cache_hits.inc();
             return Ok(hit);
         }
+        // Compiling a large partition takes a while: off the async workers.
+        let (compiling, agent, limit) = (slot.clone(), agent_id.to_owned(), self.body_limit);
         let started = Instant::now();
-        let mut entry = state.compile(agent_id, self.body_limit);
+        let compiled = tokio::task::spawn_blocking(move || {
+            compiling
+                .state
+                .blocking_read()
+                .as_ref()
+                .map(|state| state.compile(&agent, limit))
+        })
+        .await
+        .map_err(|e| Error::Startup(format!("compile task failed: {e}")))?;
+        let Some(mut entry) = compiled else {
+            return Err(Error::Startup("partition state missing after load".into()));
+        };
         self.metrics.compiles.inc();
         self.metrics
             .compile_seconds
             .observe(started.elapsed().as_secs_f64());
-        drop(guard);
         let since = self
             .store
             .record_version(
@@ -366,19 +380,28 @@ impl Configs {
     ///
     /// # Errors
     /// Database failure.
-    pub async fn with_full_config<T>(
+    pub async fn with_full_config<T, F>(
         &self,
         tenant: TenantId,
         partition: &str,
         agent_id: &str,
-        f: impl FnOnce(&CompiledSweep<'_>) -> T,
-    ) -> Result<T> {
+        f: F,
+    ) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&CompiledSweep<'_>) -> T + Send + 'static,
+    {
         let slot = self.slot(tenant, partition);
-        let guard = slot.state.read().await;
-        match guard.as_ref() {
-            Some(state) => Ok(state.with_compiled(agent_id, f)),
-            None => Err(Error::Startup("partition not loaded".into())),
-        }
+        let agent = agent_id.to_owned();
+        tokio::task::spawn_blocking(move || {
+            slot.state
+                .blocking_read()
+                .as_ref()
+                .map(|state| state.with_compiled(&agent, f))
+        })
+        .await
+        .map_err(|e| Error::Startup(format!("compile task failed: {e}")))?
+        .ok_or_else(|| Error::Startup("partition not loaded".into()))
     }
 
     /// Brings a loaded partition up to Postgres (after this replica committed a change to it);
@@ -430,18 +453,25 @@ impl Configs {
         }
         let started = Instant::now();
         let snapshot = self.store.load(tenant, partition).await?;
-        let devices = snapshot.devices.len();
-        *guard = Some(PartitionState::load(
-            snapshot.generation,
-            snapshot.devices,
-            snapshot.policies,
-            self.options.clone(),
-        ));
+        let (devices, generation) = (snapshot.devices.len(), snapshot.generation);
+        let options = self.options.clone();
+        // Building the index of a large partition takes seconds: off the async workers.
+        let state = tokio::task::spawn_blocking(move || {
+            PartitionState::load(
+                snapshot.generation,
+                snapshot.devices,
+                snapshot.policies,
+                options,
+            )
+        })
+        .await
+        .map_err(|e| Error::Startup(format!("index build failed: {e}")))?;
+        *guard = Some(state);
         self.metrics.partition_loads.inc();
         tracing::info!(
             %tenant,
             partition,
-            generation = snapshot.generation,
+            generation,
             devices,
             took_ms = duration_ms(started.elapsed()),
             "Partition loaded"

@@ -66,7 +66,16 @@ impl Error {
     /// (nak with delay).
     #[must_use]
     pub fn is_poison(&self) -> bool {
-        matches!(self, Self::Poison(_) | Self::BadRequest(_))
+        match self {
+            Self::Poison(_) | Self::BadRequest(_) => true,
+            // Class 22 (data exception: a NUL byte in text, an unsupported JSON escape, …)
+            // fails the same way on every delivery.
+            Self::Db(e) => e
+                .as_database_error()
+                .and_then(|d| d.code())
+                .is_some_and(|c| c.starts_with("22")),
+            _ => false,
+        }
     }
 
     fn status(&self) -> StatusCode {

@@ -149,8 +149,16 @@ impl Store {
             .await?;
             let uids: Vec<&str> = rows.iter().map(|r| r.uid.as_str()).collect();
             let stored: HashMap<String, (DeviceRow, i64)> = sqlx::query_as::<_, StoredRow>(
-                "SELECT uid, agent_id, ips, hints, removed, revision, generation FROM sweep_devices
-                 WHERE tenant_id = $1 AND partition = $2 AND uid = ANY($3)",
+                // One primary-key lookup per uid (the OFFSET keeps the planner from flattening
+                // it): with `uid = ANY($3)` a generic plan on stale statistics of a growing
+                // table scanned the whole partition for every message.
+                "SELECT d.uid, d.agent_id, d.ips, d.hints, d.removed, d.revision, d.generation
+                 FROM UNNEST($3::text[]) AS u(uid)
+                 CROSS JOIN LATERAL (
+                     SELECT * FROM sweep_devices s
+                     WHERE s.tenant_id = $1 AND s.partition = $2 AND s.uid = u.uid
+                     OFFSET 0
+                 ) AS d",
             )
             .bind(t)
             .bind(partition)
@@ -276,7 +284,7 @@ impl Store {
         }
         let changes: Vec<(String, Option<SweepDevice>)> = sqlx::query_as::<_, StoredRow>(
             "SELECT uid, agent_id, ips, hints, removed, revision, generation FROM sweep_devices
-             WHERE tenant_id = $1 AND partition = $2 AND generation > $3
+             WHERE tenant_id = $1 AND partition = $2 AND generation > 0 AND generation > $3
              ORDER BY uid",
         )
         .bind(t)
