@@ -1,1 +1,3 @@
+//! Event store benchmark (in progress on the events branch).
+
 fn main() {}
