@@ -105,11 +105,13 @@ pub struct DecodeError(#[from] serde_json::Error);
 pub fn decode_updates(
     payload: &[u8],
 ) -> Result<Vec<Result<DeviceUpdateFields, RejectReason>>, DecodeError> {
-    let elements: Vec<serde_json::Value> = serde_json::from_slice(payload)?;
+    // Split into raw elements first (a cheap scan, no tree), then decode each element straight
+    // from its own bytes: one pass per element, and a bad element fails alone.
+    let elements: Vec<&serde_json::value::RawValue> = serde_json::from_slice(payload)?;
     Ok(elements
         .into_iter()
-        .map(|v| {
-            serde_json::from_value::<DeviceUpdateFields>(v)
+        .map(|raw| {
+            serde_json::from_str::<DeviceUpdateFields>(raw.get())
                 .map_err(|e| RejectReason::Malformed(e.to_string()))
         })
         .collect())

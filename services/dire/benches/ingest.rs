@@ -39,7 +39,7 @@ struct Args {
 fn args() -> Args {
     let mut a = Args {
         devices: 1_000_000,
-        batch: 32,
+        batch: 8,
         churn: 50_000,
         cycles: 10,
     };
@@ -66,11 +66,15 @@ fn args() -> Args {
 }
 
 fn peak_rss_mib() -> f64 {
+    status_mib("VmHWM:")
+}
+
+fn status_mib(key: &str) -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
+                .find(|l| l.starts_with(key))
                 .and_then(|l| l.split_whitespace().nth(1))
                 .and_then(|kb| kb.parse::<f64>().ok())
         })
@@ -248,6 +252,7 @@ async fn main() {
 
     let plain = plain_insert(&scratch, TenantId::random(), a.devices, a.batch * CHUNK).await;
     let plain_rate = rate(a.devices, plain);
+    let rss_after_plain = peak_rss_mib();
     println!(
         "plain bulk insert:    {:>9} devices in {:>7.2} s = {:>9.0} devices/s",
         a.devices,
@@ -277,6 +282,10 @@ async fn main() {
         rate(a.devices, initial),
         rate(a.devices, initial) / plain_rate,
         app.metrics.devices_with("created"),
+    );
+    println!(
+        "  (peak RSS {rss_after_plain:.0} MiB after the plain insert, {:.0} MiB after the initial ingest)",
+        peak_rss_mib()
     );
     let started = Instant::now();
     let outbox_pending = || async {

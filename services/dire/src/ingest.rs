@@ -49,6 +49,35 @@ pub struct Ingest {
     pub metrics: Metrics,
     /// Woken after each commit that wrote outbox rows.
     pub outbox_notify: Arc<Notify>,
+    /// Rows inserted since the planner statistics were last refreshed.
+    pub analyze: Arc<std::sync::Mutex<Growth>>,
+}
+
+/// Growth of the inventory tables since the last `ANALYZE`.
+///
+/// The load and update statements join batch arrays against `devices` and `identifiers`;
+/// with statistics from when the tables were small, Postgres hashes whole tables instead of
+/// probing the indexes. Autovacuum normally refreshes them, but it may be off (as on the
+/// development machines), so DIRE analyzes its tables whenever they have doubled since the last
+/// time (at least every 5000 rows).
+#[derive(Debug, Default)]
+pub struct Growth {
+    since: u64,
+    at_last: u64,
+}
+
+impl Growth {
+    /// Adds inserted rows; true when the tables should be analyzed now.
+    pub fn add(&mut self, rows: u64) -> bool {
+        self.since += rows;
+        if self.since >= self.at_last.max(5_000) {
+            self.at_last += self.since;
+            self.since = 0;
+            true
+        } else {
+            false
+        }
+    }
 }
 
 /// A pulled message, decoded.
@@ -411,6 +440,19 @@ impl Ingest {
         store::enqueue_events(&mut tx, tenant, EVENT_KIND, &events).await?;
         tx.commit().await?;
         self.outbox_notify.notify_one();
+        let inserted = (outcome.inserts.len() + outcome.identifier_inserts.len()) as u64;
+        let analyze = self
+            .analyze
+            .lock()
+            .map(|mut g| g.add(inserted))
+            .unwrap_or(false);
+        if analyze
+            && let Err(e) = sqlx::query("ANALYZE devices, identifiers")
+                .execute(&self.pool)
+                .await
+        {
+            tracing::warn!(error = %e, "Cannot refresh planner statistics");
+        }
         Ok(report)
     }
 }

@@ -117,6 +117,7 @@ impl App {
             reconcile: config.reconcile_config(),
             metrics: metrics.clone(),
             outbox_notify: notify,
+            analyze: Arc::default(),
         });
         let outbox = outbox::Outbox {
             pool: pool.clone(),

@@ -58,7 +58,24 @@ async fn await_acks(acks: Vec<jetstream::context::PublishAckFuture>) -> Result<(
     Ok(())
 }
 
+/// How often the outbox (and inventory) tables are vacuumed.
+const VACUUM_EVERY: Duration = Duration::from_secs(300);
+
 impl Outbox {
+    /// Reclaims the rows the outboxes deleted and the versions updates left behind, and
+    /// refreshes statistics. Autovacuum normally does this; DIRE does it too so a server
+    /// with autovacuum off keeps its queues and indexes small.
+    pub async fn vacuum(&self) {
+        if let Err(e) = sqlx::query(
+            "VACUUM (ANALYZE) inventory_outbox, event_outbox, devices, identifiers, merge_audit",
+        )
+        .execute(&self.pool)
+        .await
+        {
+            tracing::warn!(error = %e, "Vacuum of the DIRE tables failed");
+        }
+    }
+
     /// Publishes one round of pending inventory changes; returns how many.
     ///
     /// # Errors
@@ -170,10 +187,15 @@ impl Outbox {
     /// Runs until `token` is cancelled: drains on every notification and at least every
     /// `poll`, then makes one last attempt.
     pub async fn run(self, notify: Arc<Notify>, poll: Duration, token: CancellationToken) {
+        let mut last_vacuum = tokio::time::Instant::now();
         loop {
             if let Err(e) = self.drain().await {
                 self.metrics.publish_failures.inc();
                 tracing::warn!(error = %e, "Outbox publish failed; will retry");
+            }
+            if last_vacuum.elapsed() >= VACUUM_EVERY {
+                last_vacuum = tokio::time::Instant::now();
+                self.vacuum().await;
             }
             tokio::select! {
                 () = token.cancelled() => break,

@@ -35,26 +35,27 @@ pub async fn lock_scope(conn: &mut PgConnection, tenant: TenantId, partition: &s
 }
 
 const LOAD_DEVICES: &str = r"
-WITH keys AS (
-    SELECT * FROM UNNEST($3::text[], $4::text[]) AS k(type, value)
-), wanted AS (
+WITH wanted AS (
     SELECT i.device_uid AS uid
-      FROM keys k
+      FROM UNNEST($3::text[], $4::text[]) AS k(type, value)
       JOIN identifiers i
         ON i.tenant_id = $1 AND i.partition = $2 AND i.type = k.type AND i.value = k.value
     UNION
     SELECT UNNEST($5::text[])
     UNION
-    SELECT d.uid FROM devices d
-     WHERE d.tenant_id = $1 AND d.partition = $2 AND d.ip = ANY($6::inet[])
+    SELECT d.uid
+      FROM UNNEST($6::inet[]) AS x(ip)
+      JOIN devices d ON d.tenant_id = $1 AND d.partition = $2 AND d.ip = x.ip
 )
 SELECT d.uid, d.ip, d.mac, d.hostname, d.type, d.vendor, d.model, d.os, d.agent_id,
-       d.discovery_sources, d.is_available, d.first_seen, d.last_seen, d.metadata, d.sweep_hints
+       d.discovery_sources, d.is_available, d.first_seen, d.last_seen, d.metadata, d.sweep_hints,
+       ARRAY(SELECT i.type || E'\x1f' || i.value FROM identifiers i
+              WHERE i.tenant_id = $1 AND i.partition = $2 AND i.device_uid = d.uid) AS identifiers
   FROM wanted w
   JOIN devices d ON d.tenant_id = $1 AND d.partition = $2 AND d.uid = w.uid";
 
-/// Loads what [`sr_reconcile::required_lookups`] asks for: devices named by the batch's
-/// identifiers, candidate uids or IPs, then every identifier of those devices.
+/// Loads what [`sr_reconcile::required_lookups`] asks for, in one statement: devices named by
+/// the batch's identifiers, candidate uids or IPs, each with every identifier it holds.
 ///
 /// # Errors
 /// Database failure, or rows that do not decode ([`Error::Corrupt`]).
@@ -80,30 +81,22 @@ pub async fn load_state(
         .bind(&ips)
         .fetch_all(&mut *conn)
         .await?;
-    let devices = rows
-        .iter()
-        .map(device_from_row)
-        .collect::<Result<Vec<_>>>()?;
-    let loaded: Vec<String> = devices.iter().map(|d| d.uid.to_string()).collect();
-    let mut identifiers = Vec::new();
-    if !loaded.is_empty() {
-        let rows: Vec<(String, String, String)> = sqlx::query_as(
-            "SELECT type, value, device_uid FROM identifiers
-              WHERE tenant_id = $1 AND partition = $2 AND device_uid = ANY($3)",
-        )
-        .bind(tenant.as_uuid())
-        .bind(partition)
-        .bind(&loaded)
-        .fetch_all(&mut *conn)
-        .await?;
-        identifiers.reserve(rows.len());
-        for (kind, value, uid) in rows {
+    let mut devices = Vec::with_capacity(rows.len());
+    let mut identifiers = Vec::with_capacity(rows.len() * 2);
+    for row in &rows {
+        let device = device_from_row(row)?;
+        let held: Vec<String> = row.try_get("identifiers")?;
+        for packed in held {
+            let (kind, value) = packed
+                .split_once(SEP)
+                .ok_or_else(|| Error::Corrupt(format!("identifier {packed:?}")))?;
             let kind = kind
                 .parse()
                 .map_err(|e: sr_reconcile::IdentifierError| Error::Corrupt(e.to_string()))?;
-            let id = Identifier::new(kind, &value).map_err(|e| Error::Corrupt(e.to_string()))?;
-            identifiers.push((id, parse_uid(&uid)?));
+            let id = Identifier::new(kind, value).map_err(|e| Error::Corrupt(e.to_string()))?;
+            identifiers.push((id, device.uid));
         }
+        devices.push(device);
     }
     KnownState::from_rows(partition, devices, identifiers)
         .map_err(|e| Error::Corrupt(e.to_string()))
