@@ -1,8 +1,11 @@
 //! OCSF events as this product emits them: class 1008 (Event Log Activity) for lifecycle
 //! changes of control-plane resources (CONTRACT §3), and their validation.
 
+use std::borrow::Cow;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use uuid::Uuid;
 
 use crate::TenantId;
@@ -246,45 +249,23 @@ impl OcsfEvent {
     /// # Errors
     /// The first violated rule.
     pub fn validate(&self) -> Result<(), OcsfError> {
-        if self.class_uid <= 0 {
-            return Err(OcsfError::Field("class_uid must be positive"));
+        let m = &self.metadata;
+        Facts {
+            class_uid: self.class_uid,
+            category_uid: self.category_uid,
+            activity_id: self.activity_id,
+            type_uid: self.type_uid,
+            severity_id: self.severity_id,
+            status_id: self.status_id,
+            time: self.time,
+            version: &m.version,
+            product_name: &m.product.name,
+            vendor_name: &m.product.vendor_name,
+            uid: m.uid,
         }
-        if self.category_uid != self.class_uid / 1000 {
-            return Err(OcsfError::Field("category_uid does not match class_uid"));
-        }
-        if !(0..=99).contains(&self.activity_id) {
-            return Err(OcsfError::Field("activity_id out of range"));
-        }
-        if self.type_uid != i64::from(self.class_uid) * 100 + i64::from(self.activity_id) {
-            return Err(OcsfError::Field(
-                "type_uid must equal class_uid * 100 + activity_id",
-            ));
-        }
-        if !(0..=6).contains(&self.severity_id) && self.severity_id != 99 {
-            return Err(OcsfError::Field("severity_id out of range"));
-        }
-        if !(0..=2).contains(&self.status_id) && self.status_id != 99 {
-            return Err(OcsfError::Field("status_id out of range"));
-        }
-        if self.time <= 0 || self.time > MAX_TIME_MS {
-            return Err(OcsfError::Field(
-                "time must be epoch milliseconds between 1970 and 9999",
-            ));
-        }
-        if self.metadata.version.is_empty() {
-            return Err(OcsfError::Field("metadata.version is required"));
-        }
-        if self.metadata.product.name.is_empty() || self.metadata.product.vendor_name.is_empty() {
-            return Err(OcsfError::Field(
-                "metadata.product name and vendor_name are required",
-            ));
-        }
-        if self.metadata.uid.is_nil() {
-            return Err(OcsfError::Field("metadata.uid must not be nil"));
-        }
+        .check()?;
         if self.has_nul() {
-            // Postgres text and jsonb cannot hold U+0000; such an event could never be stored.
-            return Err(OcsfError::Field("strings must not contain U+0000"));
+            return Err(NUL_ERROR);
         }
         Ok(())
     }
@@ -296,13 +277,7 @@ impl OcsfEvent {
     /// The first violated rule, or [`OcsfError::TenantMismatch`].
     pub fn validate_for(&self, expected: TenantId) -> Result<(), OcsfError> {
         self.validate()?;
-        if self.tenant_id != expected {
-            return Err(OcsfError::TenantMismatch {
-                subject: expected,
-                body: self.tenant_id,
-            });
-        }
-        Ok(())
+        same_tenant(expected, self.tenant_id)
     }
 
     fn has_nul(&self) -> bool {
@@ -334,6 +309,230 @@ impl OcsfEvent {
     }
 }
 
+// Postgres text and jsonb cannot hold U+0000; such an event could never be stored.
+const NUL_ERROR: OcsfError = OcsfError::Field("strings must not contain U+0000");
+
+fn same_tenant(subject: TenantId, body: TenantId) -> Result<(), OcsfError> {
+    if subject == body {
+        Ok(())
+    } else {
+        Err(OcsfError::TenantMismatch { subject, body })
+    }
+}
+
+/// The scalar facts every validation checks, whichever representation they come from.
+struct Facts<'a> {
+    class_uid: i32,
+    category_uid: i32,
+    activity_id: i32,
+    type_uid: i64,
+    severity_id: i32,
+    status_id: i32,
+    time: i64,
+    version: &'a str,
+    product_name: &'a str,
+    vendor_name: &'a str,
+    uid: Uuid,
+}
+
+impl Facts<'_> {
+    fn check(&self) -> Result<(), OcsfError> {
+        if self.class_uid <= 0 {
+            return Err(OcsfError::Field("class_uid must be positive"));
+        }
+        if self.category_uid != self.class_uid / 1000 {
+            return Err(OcsfError::Field("category_uid does not match class_uid"));
+        }
+        if !(0..=99).contains(&self.activity_id) {
+            return Err(OcsfError::Field("activity_id out of range"));
+        }
+        if self.type_uid != i64::from(self.class_uid) * 100 + i64::from(self.activity_id) {
+            return Err(OcsfError::Field(
+                "type_uid must equal class_uid * 100 + activity_id",
+            ));
+        }
+        if !(0..=6).contains(&self.severity_id) && self.severity_id != 99 {
+            return Err(OcsfError::Field("severity_id out of range"));
+        }
+        if !(0..=2).contains(&self.status_id) && self.status_id != 99 {
+            return Err(OcsfError::Field("status_id out of range"));
+        }
+        if self.time <= 0 || self.time > MAX_TIME_MS {
+            return Err(OcsfError::Field(
+                "time must be epoch milliseconds between 1970 and 9999",
+            ));
+        }
+        if self.version.is_empty() {
+            return Err(OcsfError::Field("metadata.version is required"));
+        }
+        if self.product_name.is_empty() || self.vendor_name.is_empty() {
+            return Err(OcsfError::Field(
+                "metadata.product name and vendor_name are required",
+            ));
+        }
+        if self.uid.is_nil() {
+            return Err(OcsfError::Field("metadata.uid must not be nil"));
+        }
+        Ok(())
+    }
+}
+
+/// Whether JSON text holds an escaped U+0000 (`\u0000`) anywhere, keys included. JSON
+/// strings can carry U+0000 only as that escape, so this is exact for valid JSON; an escaped
+/// backslash followed by `u0000` (the literal text `\\u0000`) does not count.
+#[must_use]
+pub fn json_has_nul(json: &[u8]) -> bool {
+    let mut i = 0;
+    while i + 1 < json.len() {
+        if json[i] == b'\\' {
+            if json[i + 1..].starts_with(b"u0000") {
+                return true;
+            }
+            // Skip the escaped character, so `\\` never starts an escape.
+            i += 2;
+        } else {
+            i += 1;
+        }
+    }
+    false
+}
+
+/// A zero-copy view of an event's JSON: accepts exactly what deserialising an [`OcsfEvent`]
+/// accepts and validates the same rules, without building one (strings borrow from the
+/// input; `observables` and `unmapped` stay JSON text). For consumers that store events as
+/// they arrive.
+#[derive(Debug, Clone, Deserialize)]
+pub struct OcsfEventRef<'a> {
+    /// Class.
+    pub class_uid: i32,
+    /// Category.
+    pub category_uid: i32,
+    /// Activity.
+    pub activity_id: i32,
+    /// Type.
+    pub type_uid: i64,
+    /// Severity.
+    pub severity_id: i32,
+    /// Status.
+    pub status_id: i32,
+    /// Event time, milliseconds since the epoch.
+    pub time: i64,
+    /// Message.
+    #[serde(borrow)]
+    pub message: Cow<'a, str>,
+    /// Metadata.
+    #[serde(borrow)]
+    pub metadata: MetadataRef<'a>,
+    /// Observables as JSON text (`None` when absent).
+    #[serde(default, borrow, deserialize_with = "present")]
+    pub observables: Option<&'a RawValue>,
+    /// `unmapped` as JSON text (`None` when absent).
+    #[serde(default, borrow, deserialize_with = "present")]
+    pub unmapped: Option<&'a RawValue>,
+    /// Owning tenant.
+    pub tenant_id: TenantId,
+    #[serde(skip)]
+    source: &'a [u8],
+}
+
+/// `metadata`, borrowed.
+#[derive(Debug, Clone, Deserialize)]
+pub struct MetadataRef<'a> {
+    /// Version.
+    #[serde(borrow)]
+    pub version: Cow<'a, str>,
+    /// Unique event id.
+    pub uid: Uuid,
+    /// Emitting product.
+    #[serde(borrow)]
+    pub product: ProductRef<'a>,
+    /// Correlation uid.
+    #[serde(default, borrow)]
+    pub correlation_uid: Option<Cow<'a, str>>,
+}
+
+/// `metadata.product`, borrowed.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ProductRef<'a> {
+    /// Emitting component.
+    #[serde(borrow)]
+    pub name: Cow<'a, str>,
+    /// Vendor.
+    #[serde(borrow)]
+    pub vendor_name: Cow<'a, str>,
+}
+
+/// Shape check of one observable (mirrors [`Observable`]).
+#[derive(Deserialize)]
+#[allow(dead_code)] // read only to check the shape
+struct ObservableRef<'a> {
+    #[serde(borrow)]
+    name: Cow<'a, str>,
+    type_id: i32,
+    #[serde(borrow)]
+    value: Cow<'a, str>,
+}
+
+/// A present field, even `null`, is `Some` (so `"observables": null` is rejected as it is
+/// for [`OcsfEvent`]); only an absent one is `None`.
+fn present<'de, D>(d: D) -> Result<Option<&'de RawValue>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    <&RawValue>::deserialize(d).map(Some)
+}
+
+impl<'a> OcsfEventRef<'a> {
+    /// Parses `json`.
+    ///
+    /// # Errors
+    /// What deserialising an [`OcsfEvent`] from the same bytes would report: malformed JSON,
+    /// a missing field or a value of the wrong type.
+    pub fn parse(json: &'a [u8]) -> Result<Self, serde_json::Error> {
+        let mut event: Self = serde_json::from_slice(json)?;
+        if let Some(raw) = event.observables {
+            serde_json::from_str::<Vec<ObservableRef<'_>>>(raw.get())?;
+        }
+        event.source = json;
+        Ok(event)
+    }
+
+    /// The same rules as [`OcsfEvent::validate`].
+    ///
+    /// # Errors
+    /// The first violated rule.
+    pub fn validate(&self) -> Result<(), OcsfError> {
+        let m = &self.metadata;
+        Facts {
+            class_uid: self.class_uid,
+            category_uid: self.category_uid,
+            activity_id: self.activity_id,
+            type_uid: self.type_uid,
+            severity_id: self.severity_id,
+            status_id: self.status_id,
+            time: self.time,
+            version: &m.version,
+            product_name: &m.product.name,
+            vendor_name: &m.product.vendor_name,
+            uid: m.uid,
+        }
+        .check()?;
+        if json_has_nul(self.source) {
+            return Err(NUL_ERROR);
+        }
+        Ok(())
+    }
+
+    /// The same rules as [`OcsfEvent::validate_for`].
+    ///
+    /// # Errors
+    /// The first violated rule, or [`OcsfError::TenantMismatch`].
+    pub fn validate_for(&self, expected: TenantId) -> Result<(), OcsfError> {
+        self.validate()?;
+        same_tenant(expected, self.tenant_id)
+    }
+}
+
 /// Latest accepted event time: 9999-12-31T23:59:59.999Z in epoch milliseconds.
 pub const MAX_TIME_MS: i64 = 253_402_300_799_999;
 
@@ -357,7 +556,7 @@ pub enum OcsfError {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
+    #![allow(clippy::unwrap_used, clippy::panic)]
     use super::*;
 
     fn event(activity: Activity) -> OcsfEvent {
@@ -457,6 +656,94 @@ mod tests {
         let mut e = event(Activity::Create);
         e.message.push('\0');
         assert!(e.validate().is_err());
+    }
+
+    #[test]
+    fn the_borrowed_view_accepts_and_rejects_exactly_what_the_owned_event_does() {
+        let t = TenantId::random();
+        let good = serde_json::to_value(event(Activity::Update)).unwrap();
+        let edit = |f: &dyn Fn(&mut serde_json::Value)| {
+            let mut v = good.clone();
+            f(&mut v);
+            serde_json::to_string(&v).unwrap()
+        };
+        let remove =
+            |key: &'static str| edit(&move |v| drop(v.as_object_mut().unwrap().remove(key)));
+        let set = |ptr: &'static str, x: serde_json::Value| {
+            edit(&move |v| *v.pointer_mut(ptr).unwrap() = x.clone())
+        };
+        let corpus: Vec<String> = vec![
+            serde_json::to_string(&good).unwrap(),
+            remove("observables"),
+            remove("unmapped"),
+            remove("message"),
+            remove("tenant_id"),
+            set("/observables", serde_json::Value::Null),
+            set("/observables", serde_json::json!([{ "name": "x" }])),
+            set("/observables", serde_json::json!({ "name": "x" })),
+            set("/unmapped", serde_json::Value::Null),
+            set("/unmapped", serde_json::json!([1, "two"])),
+            set("/unmapped", serde_json::json!({ "k": "a\u{0}b" })),
+            set(
+                "/unmapped",
+                serde_json::json!({ "k": "literal \\u0000 text" }),
+            ),
+            set("/unmapped", serde_json::json!({ "a\u{0}": 1 })),
+            set(
+                "/message",
+                serde_json::json!("tab\tquote\" unicode é \u{1F600}"),
+            ),
+            set("/message", serde_json::json!(7)),
+            set(
+                "/metadata/uid",
+                serde_json::json!("00000000-0000-0000-0000-000000000000"),
+            ),
+            set("/metadata/uid", serde_json::json!("nope")),
+            set("/metadata/correlation_uid", serde_json::Value::Null),
+            set("/metadata/product/name", serde_json::json!("")),
+            set(
+                "/tenant_id",
+                serde_json::json!("00000000-0000-0000-0000-000000000000"),
+            ),
+            set("/tenant_id", serde_json::json!(t.to_string())),
+            set("/time", serde_json::json!(1.5)),
+            set("/type_uid", serde_json::json!(100_809)),
+            set("/severity_id", serde_json::json!(99)),
+            r#"{"class_uid":1008,"class_uid":1008}"#.to_owned(),
+            "[]".to_owned(),
+            "{".to_owned(),
+            String::new(),
+        ];
+        for json in &corpus {
+            let owned =
+                serde_json::from_str::<OcsfEvent>(json).map(|e| (e.validate(), e.tenant_id));
+            let view = OcsfEventRef::parse(json.as_bytes()).map(|e| (e.validate(), e.tenant_id));
+            match (&owned, &view) {
+                (Ok((a, ta)), Ok((b, tb))) => {
+                    assert_eq!(a, b, "{json}");
+                    assert_eq!(ta, tb, "{json}");
+                }
+                (Err(_), Err(_)) => {}
+                _ => panic!("disagree on {json}: {owned:?} vs {view:?}"),
+            }
+        }
+        let view = OcsfEventRef::parse(corpus[0].as_bytes()).unwrap();
+        assert_eq!(view.message, good["message"].as_str().unwrap());
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(view.observables.unwrap().get()).unwrap(),
+            good["observables"]
+        );
+    }
+
+    #[test]
+    fn escaped_nul_is_found_anywhere_but_an_escaped_backslash_is_not_one() {
+        assert!(json_has_nul(br#"{"a":"x\u0000"}"#));
+        assert!(json_has_nul(br#"{"\u0000":1}"#));
+        assert!(json_has_nul(br#"{"a":"\\\u0000"}"#));
+        assert!(!json_has_nul(br#"{"a":"\\u0000"}"#));
+        assert!(json_has_nul(br#"{"a":"\u00001"}"#));
+        assert!(!json_has_nul(br#"{"a":"\u0001"}"#));
+        assert!(!json_has_nul(b""));
     }
 
     #[test]

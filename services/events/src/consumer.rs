@@ -245,19 +245,24 @@ async fn process(shared: &Shared, batch: Vec<jetstream::Message>) {
         batch.first().and_then(|m| m.headers.as_ref()),
     );
     async {
+        // Stream positions and the decoded rows borrow from the messages, which stay alive
+        // until they are settled.
+        let mut pending = None;
+        let positions: Vec<(&str, u64)> = batch
+            .iter()
+            .map(|m| match m.info() {
+                Ok(info) => {
+                    pending = Some(info.pending);
+                    (info.stream, info.stream_sequence)
+                }
+                Err(_) => (shared.stream.as_str(), 0),
+            })
+            .collect();
         let mut events = Vec::with_capacity(batch.len());
         let mut event_msgs = Vec::with_capacity(batch.len());
         let mut quarantine = Vec::new();
         let mut quarantine_msgs = Vec::new();
-        let mut pending = None;
-        for m in batch {
-            let (stream, seq) = match m.info() {
-                Ok(info) => {
-                    pending = Some(info.pending);
-                    (info.stream.to_owned(), info.stream_sequence)
-                }
-                Err(_) => (shared.stream.clone(), 0),
-            };
+        for (m, (stream, seq)) in batch.iter().zip(&positions) {
             let incoming = Incoming {
                 subject: m.subject.as_str(),
                 origin: m
@@ -266,8 +271,8 @@ async fn process(shared: &Shared, batch: Vec<jetstream::Message>) {
                     .and_then(|h| h.get(headers::ORIGIN))
                     .map(async_nats::HeaderValue::as_str),
                 payload: &m.payload,
-                stream: &stream,
-                stream_seq: seq,
+                stream,
+                stream_seq: *seq,
             };
             match decode::decode(&shared.subjects, &incoming) {
                 Decoded::Event(e) => {

@@ -1,6 +1,7 @@
 //! Postgres side of the event store: batched idempotent inserts, the quarantine, retention
 //! and the read queries. Every statement runs in the service's own schema.
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -24,10 +25,11 @@ const SEVERITY_MEDIUM: i32 = 3;
 /// Failure.
 const STATUS_FAILURE: i32 = 2;
 
-/// One statement for a whole batch: arrays in, rows out, duplicates skipped.
-const INSERT_EVENTS: &str = "INSERT INTO ocsf_events (tenant_id, uid, origin, class_uid, category_uid, activity_id,
+/// One statement for a whole batch: arrays in, rows out, duplicates skipped. Public so the
+/// benchmark can measure the same statement without the service around it.
+pub const INSERT_EVENTS: &str = "INSERT INTO ocsf_events (tenant_id, uid, origin, class_uid, category_uid, activity_id,
         type_uid, severity_id, status_id, time, message, correlation_uid, observables, unmapped, raw, subject)
-    SELECT t, u, o, c, cat, a, ty, sev, st, tm, m, corr, obs::jsonb, unm::jsonb, r::json, s
+    SELECT t, u, o, c, cat, a, ty, sev, st, tm, m, corr, obs::jsonb, unm::jsonb, r, s
     FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::int4[], $5::int4[], $6::int4[], $7::int8[],
                 $8::int4[], $9::int4[], $10::timestamptz[], $11::text[], $12::text[], $13::text[],
                 $14::text[], $15::text[], $16::text[])
@@ -193,7 +195,7 @@ impl Store {
     /// Database failure (transient: nothing was committed).
     pub async fn store_batch(
         &self,
-        events: &[EventRow],
+        events: &[EventRow<'_>],
         quarantined: &[QuarantineRow],
         now: DateTime<Utc>,
     ) -> Result<Stored> {
@@ -203,7 +205,7 @@ impl Store {
         let mut stored = Stored::default();
         let mut quarantine: Vec<QuarantineRow> = quarantined.to_vec();
         if !events.is_empty() {
-            let rows: Vec<&EventRow> = order.iter().map(|&i| &events[i]).collect();
+            let rows: Vec<&EventRow<'_>> = order.iter().map(|&i| &events[i]).collect();
             match insert_events(&mut tx, &rows).await {
                 Ok(n) => stored.inserted = n,
                 Err(e) if is_data_error(&e) => {
@@ -239,14 +241,14 @@ impl Store {
         stored.duplicates = valid.saturating_sub(stored.inserted);
         if !quarantine.is_empty() {
             let new_ids = insert_quarantine(&mut tx, &quarantine, now).await?;
-            let reports: Vec<EventRow> = quarantine
+            let reports: Vec<EventRow<'static>> = quarantine
                 .iter()
                 .filter(|q| new_ids.contains(&q.id))
                 .inspect(|q| stored.newly_quarantined.push(q.kind))
                 .filter_map(|q| report_event(q, now))
                 .collect();
             if !reports.is_empty() {
-                let refs: Vec<&EventRow> = reports.iter().collect();
+                let refs: Vec<&EventRow<'_>> = reports.iter().collect();
                 insert_events(&mut tx, &refs).await?;
             }
         }
@@ -254,14 +256,14 @@ impl Store {
         Ok(stored)
     }
 
-    fn refused(&self, row: &EventRow, e: &sqlx::Error) -> QuarantineRow {
+    fn refused(&self, row: &EventRow<'_>, e: &sqlx::Error) -> QuarantineRow {
         let reason = e
             .as_database_error()
             .map_or_else(|| e.to_string(), |d| d.message().to_owned());
         let Self { stream, .. } = self;
         let decoded = decode::quarantine(
             &Incoming {
-                subject: &row.subject,
+                subject: row.subject.as_ref(),
                 origin: None,
                 payload: row.raw.as_bytes(),
                 stream,
@@ -277,10 +279,10 @@ impl Store {
             decode::Decoded::Event(_) => QuarantineRow {
                 id: Uuid::now_v7(),
                 tenant_id: Some(row.tenant_id),
-                subject: row.subject.clone(),
+                subject: row.subject.to_string(),
                 kind: RejectKind::Rejected,
                 reason,
-                raw: row.raw.clone().into_bytes(),
+                raw: row.raw.as_bytes().to_vec(),
                 stream: stream.clone(),
                 stream_seq: i64::try_from(row.stream_seq).unwrap_or(i64::MAX),
             },
@@ -337,7 +339,7 @@ impl Store {
         // Only fixed fragments are appended; every value is a bind parameter.
         let mut sql = String::from(
             "SELECT uid, tenant_id, origin, class_uid, category_uid, activity_id, type_uid, severity_id,
-                    status_id, time, message, correlation_uid, observables, unmapped, subject, stored_at, raw
+                    status_id, time, message, correlation_uid, observables, unmapped, subject, stored_at, raw::json AS raw
              FROM ocsf_events WHERE tenant_id = $1",
         );
         let mut n = 1;
@@ -397,7 +399,10 @@ impl Store {
     }
 }
 
-async fn insert_events(conn: &mut PgConnection, rows: &[&EventRow]) -> Result<u64, sqlx::Error> {
+async fn insert_events(
+    conn: &mut PgConnection,
+    rows: &[&EventRow<'_>],
+) -> Result<u64, sqlx::Error> {
     let n = rows.len();
     let mut tenant = Vec::with_capacity(n);
     let mut uid = Vec::with_capacity(n);
@@ -418,7 +423,7 @@ async fn insert_events(conn: &mut PgConnection, rows: &[&EventRow]) -> Result<u6
     for r in rows {
         tenant.push(r.tenant_id.as_uuid());
         uid.push(r.uid);
-        origin.push(r.origin.as_str());
+        origin.push(r.origin.as_ref());
         class.push(r.class_uid);
         category.push(r.category_uid);
         activity.push(r.activity_id);
@@ -426,12 +431,12 @@ async fn insert_events(conn: &mut PgConnection, rows: &[&EventRow]) -> Result<u6
         severity.push(r.severity_id);
         status.push(r.status_id);
         time.push(r.time);
-        message.push(r.message.as_str());
+        message.push(r.message.as_ref());
         correlation.push(r.correlation_uid.as_deref());
-        observables.push(r.observables.as_str());
-        unmapped.push(r.unmapped.as_str());
-        raw.push(r.raw.as_str());
-        subject.push(r.subject.as_str());
+        observables.push(r.observables.as_ref());
+        unmapped.push(r.unmapped.as_ref());
+        raw.push(r.raw.as_ref());
+        subject.push(r.subject.as_ref());
     }
     Ok(sqlx::query(INSERT_EVENTS)
         .bind(tenant)
@@ -494,7 +499,7 @@ async fn insert_quarantine(
 
 /// The OCSF event that tells a tenant one of its messages was quarantined (uid = the
 /// quarantine id, so it is stored once). None when the subject named no tenant.
-fn report_event(q: &QuarantineRow, now: DateTime<Utc>) -> Option<EventRow> {
+fn report_event(q: &QuarantineRow, now: DateTime<Utc>) -> Option<EventRow<'static>> {
     let tenant = q.tenant_id?;
     let reason: String = q
         .reason
@@ -551,7 +556,7 @@ fn report_event(q: &QuarantineRow, now: DateTime<Utc>) -> Option<EventRow> {
     Some(EventRow {
         tenant_id: tenant,
         uid: q.id,
-        origin: PRODUCT.to_owned(),
+        origin: Cow::Borrowed(PRODUCT),
         class_uid: event.class_uid,
         category_uid: event.category_uid,
         activity_id: event.activity_id,
@@ -559,12 +564,12 @@ fn report_event(q: &QuarantineRow, now: DateTime<Utc>) -> Option<EventRow> {
         severity_id: event.severity_id,
         status_id: event.status_id,
         time: now,
-        message: event.message,
-        correlation_uid: event.metadata.correlation_uid,
-        observables: serde_json::to_string(&event.observables).ok()?,
-        unmapped: event.unmapped.to_string(),
-        raw,
-        subject,
+        message: Cow::Owned(event.message),
+        correlation_uid: event.metadata.correlation_uid.map(Cow::Owned),
+        observables: Cow::Owned(serde_json::to_string(&event.observables).ok()?),
+        unmapped: Cow::Owned(event.unmapped.to_string()),
+        raw: Cow::Owned(raw),
+        subject: Cow::Owned(subject),
         stream_seq: u64::try_from(q.stream_seq).unwrap_or_default(),
     })
 }
