@@ -10,6 +10,7 @@
 //! gateway is its only source of configuration.
 
 pub mod agent;
+pub mod cli;
 pub mod enrollment;
 pub mod sweepfile;
 

@@ -258,6 +258,7 @@ async fn db_scenario() {
         store.clone(),
         CompileOptions::default(),
         BODY_LIMIT,
+        Duration::from_secs(3600),
         Metrics::default(),
     );
     let agent = "agent-002";

@@ -160,5 +160,5 @@ async fn agent_sweep_json(
             serde_json::to_vec(&view)
         })
         .await?
-        .map_err(|e| Error::Startup(format!("cannot encode sweep view: {e}")))
+        .map_err(|e| Error::Internal(format!("cannot encode sweep view: {e}")))
 }

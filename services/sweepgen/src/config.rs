@@ -177,6 +177,10 @@ pub struct RpcConfig {
     pub concurrency: usize,
     /// Bytes of a reply kept free below the NATS `max_payload` for the envelope.
     pub reply_reserve_bytes: usize,
+    /// How long a request waits for its partition to be loaded into memory before it is
+    /// answered `unavailable` (the load goes on; keep it below the gateway's NATS request
+    /// timeout), milliseconds.
+    pub load_wait_ms: u64,
 }
 
 impl Default for RpcConfig {
@@ -184,6 +188,7 @@ impl Default for RpcConfig {
         Self {
             concurrency: 64,
             reply_reserve_bytes: 1_024,
+            load_wait_ms: 3_000,
         }
     }
 }

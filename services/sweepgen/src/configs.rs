@@ -25,7 +25,7 @@ use sr_sweep::{
     Affected, CompileOptions, CompiledSweep, SourcePolicies, SweepDevice, SweepIndex, Target,
     Warning,
 };
-use tokio::sync::RwLock;
+use tokio::sync::{OwnedRwLockReadGuard, RwLock};
 
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
@@ -252,31 +252,50 @@ impl PartitionState {
 
 type PartitionKey = (TenantId, String);
 
+type StateLock = Arc<RwLock<Option<PartitionState>>>;
+
 /// One partition's slot: `None` until first loaded.
 #[derive(Debug, Default)]
 struct Slot {
-    state: RwLock<Option<PartitionState>>,
+    state: StateLock,
+}
+
+/// What a catch-up needs, detached from `Configs` so it can run as its own task.
+#[derive(Debug, Clone)]
+struct Loader {
+    store: Store,
+    options: CompileOptions,
+    metrics: Metrics,
 }
 
 /// Every loaded partition of every tenant, kept fresh from Postgres.
 #[derive(Debug)]
 pub struct Configs {
-    store: Store,
-    options: CompileOptions,
+    loader: Loader,
     body_limit: usize,
-    metrics: Metrics,
+    wait: Duration,
     slots: Mutex<HashMap<PartitionKey, Arc<Slot>>>,
 }
 
 impl Configs {
-    /// Configs compiled with `options`, bodies kept up to `body_limit` bytes.
+    /// Configs compiled with `options`, bodies kept up to `body_limit` bytes; a request waits
+    /// at most `wait` for a partition being loaded (then it is told to retry).
     #[must_use]
-    pub fn new(store: Store, options: CompileOptions, body_limit: usize, metrics: Metrics) -> Self {
+    pub fn new(
+        store: Store,
+        options: CompileOptions,
+        body_limit: usize,
+        wait: Duration,
+        metrics: Metrics,
+    ) -> Self {
         Self {
-            store,
-            options,
+            loader: Loader {
+                store,
+                options,
+                metrics,
+            },
             body_limit,
-            metrics,
+            wait,
             slots: Mutex::new(HashMap::new()),
         }
     }
@@ -304,11 +323,27 @@ impl Configs {
             .cloned()
     }
 
+    /// A read guard on the slot, waiting at most `wait` (a load holds the write lock).
+    async fn read(
+        &self,
+        slot: &Slot,
+        tenant: TenantId,
+        partition: &str,
+    ) -> Result<OwnedRwLockReadGuard<Option<PartitionState>>> {
+        tokio::time::timeout(self.wait, slot.state.clone().read_owned())
+            .await
+            .map_err(|_| Error::Loading {
+                tenant,
+                partition: partition.to_owned(),
+            })
+    }
+
     /// The config of `agent_id` in (tenant, partition), current as of this call: from the
     /// cache when the partition did not change for this agent, compiled otherwise.
     ///
     /// # Errors
-    /// Database failure.
+    /// Database failure; [`Error::Loading`] when the partition is still being loaded after
+    /// the configured wait (the load carries on).
     pub async fn entry(
         &self,
         tenant: TenantId,
@@ -316,48 +351,49 @@ impl Configs {
         agent_id: &str,
     ) -> Result<Arc<CompiledEntry>> {
         let slot = self.slot(tenant, partition);
-        let current = self.store.generation(tenant, partition).await?.current;
-        {
-            let guard = slot.state.read().await;
-            if let Some(state) = guard.as_ref()
-                && state.generation() >= current
-                && let Some(hit) = state.cached(agent_id)
-            {
-                self.metrics.cache_hits.inc();
-                return Ok(hit);
+        let current = self
+            .loader
+            .store
+            .generation(tenant, partition)
+            .await?
+            .current;
+        let fresh = {
+            let guard = self.read(&slot, tenant, partition).await?;
+            match guard.as_ref() {
+                Some(state) if state.generation() >= current => {
+                    if let Some(hit) = state.cached(agent_id) {
+                        self.loader.metrics.cache_hits.inc();
+                        return Ok(hit);
+                    }
+                    true
+                }
+                _ => false,
             }
+        };
+        if !fresh {
+            self.catch_up_bounded(&slot, tenant, partition, current)
+                .await?;
         }
-        self.catch_up(&slot, tenant, partition, current).await?;
-        if let Some(hit) = slot
-            .state
-            .read()
-            .await
-            .as_ref()
-            .and_then(|s| s.cached(agent_id))
-        {
-            self.metrics.cache_hits.inc();
+        let guard = self.read(&slot, tenant, partition).await?;
+        if let Some(hit) = guard.as_ref().and_then(|s| s.cached(agent_id)) {
+            self.loader.metrics.cache_hits.inc();
             return Ok(hit);
         }
         // Compiling a large partition takes a while: off the async workers.
-        let (compiling, agent, limit) = (slot.clone(), agent_id.to_owned(), self.body_limit);
+        let (agent, limit) = (agent_id.to_owned(), self.body_limit);
         let started = Instant::now();
-        let compiled = tokio::task::spawn_blocking(move || {
-            compiling
-                .state
-                .blocking_read()
-                .as_ref()
-                .map(|state| state.compile(&agent, limit))
-        })
-        .await
-        .map_err(|e| Error::Startup(format!("compile task failed: {e}")))?;
+        let compiled =
+            tokio::task::spawn_blocking(move || guard.as_ref().map(|s| s.compile(&agent, limit)))
+                .await
+                .map_err(|e| Error::Internal(format!("compile task failed: {e}")))?;
         let Some(mut entry) = compiled else {
-            return Err(Error::Startup("partition state missing after load".into()));
+            return Err(Error::Internal("partition state missing after load".into()));
         };
-        self.metrics.compiles.inc();
-        self.metrics
-            .compile_seconds
-            .observe(started.elapsed().as_secs_f64());
+        let m = &self.loader.metrics;
+        m.compiles.inc();
+        m.compile_seconds.observe(started.elapsed().as_secs_f64());
         let since = self
+            .loader
             .store
             .record_version(
                 tenant,
@@ -369,7 +405,7 @@ impl Configs {
             .await?;
         entry.config_timestamp = since.timestamp();
         let entry = Arc::new(entry);
-        if let Some(state) = slot.state.read().await.as_ref() {
+        if let Some(state) = self.read(&slot, tenant, partition).await?.as_ref() {
             state.insert(agent_id, entry.clone());
         }
         Ok(entry)
@@ -379,7 +415,7 @@ impl Configs {
     /// no size limit), after [`Configs::entry`] made the partition current.
     ///
     /// # Errors
-    /// Database failure.
+    /// [`Error::Loading`] as for [`Configs::entry`].
     pub async fn with_full_config<T, F>(
         &self,
         tenant: TenantId,
@@ -392,16 +428,12 @@ impl Configs {
         F: FnOnce(&CompiledSweep<'_>) -> T + Send + 'static,
     {
         let slot = self.slot(tenant, partition);
+        let guard = self.read(&slot, tenant, partition).await?;
         let agent = agent_id.to_owned();
-        tokio::task::spawn_blocking(move || {
-            slot.state
-                .blocking_read()
-                .as_ref()
-                .map(|state| state.with_compiled(&agent, f))
-        })
-        .await
-        .map_err(|e| Error::Startup(format!("compile task failed: {e}")))?
-        .ok_or_else(|| Error::Startup("partition not loaded".into()))
+        tokio::task::spawn_blocking(move || guard.as_ref().map(|s| s.with_compiled(&agent, f)))
+            .await
+            .map_err(|e| Error::Internal(format!("compile task failed: {e}")))?
+            .ok_or_else(|| Error::Internal("partition not loaded".into()))
     }
 
     /// Brings a loaded partition up to Postgres (after this replica committed a change to it);
@@ -416,26 +448,65 @@ impl Configs {
         if slot.state.read().await.is_none() {
             return Ok(());
         }
-        self.catch_up(&slot, tenant, partition, generation).await
+        let lock = slot.state.clone();
+        self.loader
+            .catch_up(lock, tenant, partition.to_owned(), generation)
+            .await
     }
 
-    /// Makes the slot's state reflect at least `generation`: a full load when it has none
-    /// (or tombstones it may have missed were purged), otherwise the changed rows only.
-    async fn catch_up(
+    /// Runs the catch-up as its own task and waits for it at most `wait`: a long load goes on
+    /// after the request is told to retry, and the next request finds it done.
+    async fn catch_up_bounded(
         &self,
         slot: &Slot,
         tenant: TenantId,
         partition: &str,
         generation: i64,
     ) -> Result<()> {
-        let mut guard = slot.state.write().await;
+        let (loader, lock, p) = (
+            self.loader.clone(),
+            slot.state.clone(),
+            partition.to_owned(),
+        );
+        let task = tokio::spawn(async move { loader.catch_up(lock, tenant, p, generation).await });
+        match tokio::time::timeout(self.wait, task).await {
+            Ok(joined) => joined.map_err(|e| Error::Internal(format!("load task failed: {e}")))?,
+            Err(_) => Err(Error::Loading {
+                tenant,
+                partition: partition.to_owned(),
+            }),
+        }
+    }
+
+    /// The generation a loaded partition reflects (tests).
+    pub async fn loaded_generation(&self, tenant: TenantId, partition: &str) -> Option<i64> {
+        let slot = self.loaded_slot(tenant, partition)?;
+        slot.state
+            .read()
+            .await
+            .as_ref()
+            .map(PartitionState::generation)
+    }
+}
+
+impl Loader {
+    /// Makes the state reflect at least `generation`: a full load when there is none (or
+    /// tombstones it may have missed were purged), otherwise the changed rows only.
+    async fn catch_up(
+        &self,
+        lock: StateLock,
+        tenant: TenantId,
+        partition: String,
+        generation: i64,
+    ) -> Result<()> {
+        let mut guard = lock.write_owned().await;
         if let Some(state) = guard.as_mut() {
             if state.generation() >= generation {
                 return Ok(());
             }
             match self
                 .store
-                .delta(tenant, partition, state.generation())
+                .delta(tenant, &partition, state.generation())
                 .await?
             {
                 Delta::Changes {
@@ -452,7 +523,7 @@ impl Configs {
             }
         }
         let started = Instant::now();
-        let snapshot = self.store.load(tenant, partition).await?;
+        let snapshot = self.store.load(tenant, &partition).await?;
         let (devices, generation) = (snapshot.devices.len(), snapshot.generation);
         let options = self.options.clone();
         // Building the index of a large partition takes seconds: off the async workers.
@@ -465,7 +536,7 @@ impl Configs {
             )
         })
         .await
-        .map_err(|e| Error::Startup(format!("index build failed: {e}")))?;
+        .map_err(|e| Error::Internal(format!("index build failed: {e}")))?;
         *guard = Some(state);
         self.metrics.partition_loads.inc();
         tracing::info!(
@@ -477,16 +548,6 @@ impl Configs {
             "Partition loaded"
         );
         Ok(())
-    }
-
-    /// The generation a loaded partition reflects (tests).
-    pub async fn loaded_generation(&self, tenant: TenantId, partition: &str) -> Option<i64> {
-        let slot = self.loaded_slot(tenant, partition)?;
-        slot.state
-            .read()
-            .await
-            .as_ref()
-            .map(PartitionState::generation)
     }
 }
 

@@ -33,6 +33,19 @@ pub enum Error {
         /// The limit in bytes.
         limit: usize,
     },
+    /// The partition is still being loaded into memory (retry shortly).
+    #[error(
+        "the sweep configs of tenant {tenant} partition {partition} are being loaded; retry shortly"
+    )]
+    Loading {
+        /// Tenant.
+        tenant: sr_core::TenantId,
+        /// Partition.
+        partition: String,
+    },
+    /// A failure inside the service (a task panicked, state missing).
+    #[error("{0}")]
+    Internal(String),
     /// Database failure (transient: retry).
     #[error("database error: {0}")]
     Db(#[from] sqlx::Error),
@@ -83,17 +96,19 @@ impl Error {
             Self::Poison(_) | Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
-            Self::TooLarge { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            Self::Db(_) | Self::Nats(_) | Self::Io { .. } | Self::Startup(_) => {
-                StatusCode::INTERNAL_SERVER_ERROR
-            }
+            Self::TooLarge { .. } | Self::Loading { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Db(_)
+            | Self::Nats(_)
+            | Self::Io { .. }
+            | Self::Startup(_)
+            | Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
     /// The message a client may see: internals are replaced by a generic text.
     #[must_use]
     pub fn public_message(&self) -> String {
-        if self.status().is_server_error() && !matches!(self, Self::TooLarge { .. }) {
+        if self.status() == StatusCode::INTERNAL_SERVER_ERROR {
             "internal error; see the sweepgen service log".to_owned()
         } else {
             self.to_string()
@@ -124,6 +139,7 @@ impl From<Error> for RpcError {
                 tracing::warn!(error = %e, "Agent config too large for a NATS reply");
                 RpcErrorCode::Unavailable
             }
+            Error::Loading { .. } => RpcErrorCode::Unavailable,
             _ => {
                 tracing::error!(error = %e, "Agent config request failed");
                 RpcErrorCode::Unavailable

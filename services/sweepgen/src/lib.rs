@@ -99,6 +99,7 @@ impl App {
             store.clone(),
             config.compile.options(),
             body_limit,
+            Duration::from_millis(config.rpc.load_wait_ms),
             metrics.clone(),
         ));
 

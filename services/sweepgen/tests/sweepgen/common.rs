@@ -39,7 +39,11 @@ impl Env {
     }
 
     pub async fn start(&self) -> Sweepgen {
-        let app = App::build(self.config()).await.expect("sweepgen starts");
+        self.start_with(self.config()).await
+    }
+
+    pub async fn start_with(&self, config: Config) -> Sweepgen {
+        let app = App::build(config).await.expect("sweepgen starts");
         let base = format!("http://{}", app.http_addr());
         let metrics = app.metrics();
         let configs = app.configs();
@@ -82,6 +86,18 @@ impl Env {
         agent: &str,
         current: &str,
     ) -> AgentConfigReply {
+        self.try_ask(tenant, partition, agent, current)
+            .await
+            .unwrap()
+    }
+
+    pub async fn try_ask(
+        &self,
+        tenant: TenantId,
+        partition: &str,
+        agent: &str,
+        current: &str,
+    ) -> Result<AgentConfigReply, sr_runtime::rpc::CallError> {
         let client = self.client().await;
         sr_runtime::rpc::call(
             &client,
@@ -99,7 +115,6 @@ impl Env {
             WAIT,
         )
         .await
-        .unwrap()
     }
 }
 

@@ -304,3 +304,31 @@ async fn an_undecodable_change_is_terminated_counted_and_reported() {
     .await;
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_request_while_its_partition_loads_is_told_to_retry_and_a_retry_succeeds() {
+    let env = Env::new();
+    let mut config = env.config();
+    config.rpc.load_wait_ms = 0; // every load outlasts the wait
+    let app = env.start_with(config).await;
+    let tenant = TenantId::random();
+    env.publish(&change(
+        tenant,
+        vec![device("sr:a1", Some("agent-a"), &["10.0.1.1"], 1)],
+    ))
+    .await;
+    wait_handled(&[&app], 1).await;
+    let refused = env.try_ask(tenant, "default", "agent-a", "").await;
+    let Err(sr_runtime::rpc::CallError::Remote(e)) = refused else {
+        panic!("expected a refusal, got {refused:?}");
+    };
+    assert_eq!(e.code, sr_core::rpc::RpcErrorCode::Unavailable);
+    assert!(e.message.contains("being loaded"), "{}", e.message);
+    // The load went on without the request; a retry is answered.
+    let reply = eventually("the partition is loaded", WAIT, || async {
+        env.try_ask(tenant, "default", "agent-a", "").await.ok()
+    })
+    .await;
+    assert_eq!(targets(&reply), set(&["10.0.1.1/32"]));
+    app.stop().await;
+}
