@@ -184,8 +184,20 @@ impl Consumer {
                         None => break,
                     }
                 }
-                let Ok(permit) = writers.clone().acquire_owned().await else {
-                    break 'subscribe;
+                let permit = tokio::select! {
+                    p = writers.clone().acquire_owned() => match p {
+                        Ok(p) => p,
+                        Err(_) => break 'subscribe,
+                    },
+                    // Both writers are stuck (e.g. on an unreachable database): give this
+                    // batch back rather than hold it through shutdown.
+                    () = token.cancelled() => {
+                        for m in &batch {
+                            settle(m, AckKind::Nak(None)).await;
+                        }
+                        hand_back(&mut messages).await;
+                        break 'subscribe;
+                    }
                 };
                 let shared = self.shared.clone();
                 tasks.spawn(async move {

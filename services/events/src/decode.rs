@@ -147,7 +147,15 @@ pub fn decode<'a>(subjects: &Subjects, msg: &Incoming<'a>) -> Decoded<'a> {
             ),
         );
     };
-    let event = match OcsfEventRef::parse(msg.payload) {
+    let Ok(raw) = std::str::from_utf8(msg.payload) else {
+        return quarantine(
+            msg,
+            Some(tenant),
+            RejectKind::Malformed,
+            "malformed JSON: not UTF-8".to_owned(),
+        );
+    };
+    let event = match OcsfEventRef::parse(raw) {
         Ok(e) => e,
         Err(e) => {
             let (kind, what) = match e.classify() {
@@ -173,15 +181,6 @@ pub fn decode<'a>(subjects: &Subjects, msg: &Incoming<'a>) -> Decoded<'a> {
             Some(tenant),
             RejectKind::Invalid,
             "invalid OCSF event: time out of range".to_owned(),
-        );
-    };
-    // serde_json accepted the bytes, so they are UTF-8; keep the check for the type system.
-    let Ok(raw) = std::str::from_utf8(msg.payload) else {
-        return quarantine(
-            msg,
-            Some(tenant),
-            RejectKind::Malformed,
-            "malformed JSON: not UTF-8".to_owned(),
         );
     };
     let origin = match msg.origin.map(str::trim).filter(|o| !o.is_empty()) {
