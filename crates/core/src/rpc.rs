@@ -244,6 +244,14 @@ pub struct AgentConfigRequest {
     /// The `config_version` the agent already has (empty if none).
     #[serde(default)]
     pub current_version: String,
+    /// Which part of a config too large for one reply is asked for (0: the first, which
+    /// also tells how many parts there are; see [`AgentConfigReply::parts`]).
+    #[serde(default)]
+    pub part: u32,
+    /// For `part > 0`: the `config_version` the parts fetched so far belong to. A responder
+    /// whose config has changed since answers `not_found`, and the caller starts again.
+    #[serde(default)]
+    pub part_of: String,
 }
 
 /// One sweep target (mirror of the proto `DeviceTarget`).
@@ -297,7 +305,104 @@ pub struct AgentConfigReply {
     pub config_version: String,
     /// Unix seconds of the last change.
     pub config_timestamp: i64,
-    /// The configuration (none when not modified).
+    /// The configuration (none when not modified, or when it comes in parts).
     #[serde(default)]
     pub sweep: Option<SweepConfigBody>,
+    /// When the configuration is larger than one reply: how many parts its JSON text is split
+    /// into (0 when `sweep` holds it whole). The caller asks for parts `1..parts` with
+    /// `part_of = config_version` and parses the concatenated `sweep_part` texts as a
+    /// [`SweepConfigBody`].
+    #[serde(default)]
+    pub parts: u32,
+    /// This reply's part of the configuration's JSON text (when `parts > 0`).
+    #[serde(default)]
+    pub sweep_part: Option<String>,
+}
+
+/// The byte ranges that split `text` into parts of at most `part_bytes` bytes each, cut on
+/// character boundaries (at least one part; `part_bytes` below 4 is treated as 4 so that
+/// every part holds at least one character).
+#[must_use]
+pub fn part_ranges(text: &str, part_bytes: usize) -> Vec<std::ops::Range<usize>> {
+    let part_bytes = part_bytes.max(4);
+    let mut ranges = Vec::with_capacity(text.len() / part_bytes + 1);
+    let mut start = 0;
+    loop {
+        let mut end = (start + part_bytes).min(text.len());
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        ranges.push(start..end);
+        if end == text.len() {
+            return ranges;
+        }
+        start = end;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn a_text_that_fits_is_one_part_and_an_empty_text_one_empty_part() {
+        assert_eq!(part_ranges("abc", 10), vec![0..3]);
+        assert_eq!(part_ranges("", 10), vec![0..0]);
+        assert_eq!(part_ranges("abcdefghij", 4), vec![0..4, 4..8, 8..10]);
+    }
+
+    #[test]
+    fn parts_are_cut_on_character_boundaries() {
+        // "é" is two bytes, "€" three: no cut may fall inside them.
+        let text = "aé€é€b";
+        for r in part_ranges(text, 4) {
+            assert!(
+                text.get(r.clone()).is_some(),
+                "range {r:?} splits a character"
+            );
+            assert!(r.len() <= 4);
+            assert!(!r.is_empty());
+        }
+    }
+
+    #[test]
+    fn a_part_reply_round_trips_and_old_replies_still_decode() {
+        let reply = AgentConfigReply {
+            not_modified: false,
+            config_version: "v1".into(),
+            config_timestamp: 7,
+            sweep: None,
+            parts: 3,
+            sweep_part: Some(r#"{"networks":["10."#.into()),
+        };
+        let back: AgentConfigReply =
+            serde_json::from_slice(&serde_json::to_vec(&reply).unwrap()).unwrap();
+        assert_eq!(back, reply);
+        let old: AgentConfigReply = serde_json::from_str(
+            r#"{"not_modified":true,"config_version":"v1","config_timestamp":7}"#,
+        )
+        .unwrap();
+        assert_eq!((old.parts, old.sweep_part), (0, None));
+    }
+
+    proptest! {
+        #[test]
+        fn parts_concatenate_to_the_text_and_respect_the_limit(
+            text in "\\PC{0,200}",
+            part_bytes in 4usize..40,
+        ) {
+            let ranges = part_ranges(&text, part_bytes);
+            let mut joined = String::new();
+            let mut next = 0;
+            for r in &ranges {
+                prop_assert_eq!(r.start, next);
+                prop_assert!(r.len() <= part_bytes);
+                joined.push_str(&text[r.clone()]);
+                next = r.end;
+            }
+            prop_assert_eq!(joined, text);
+        }
+    }
 }

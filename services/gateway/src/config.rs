@@ -115,6 +115,8 @@ impl Default for IdentityConfig {
 pub struct LimitsConfig {
     /// Largest gRPC message accepted, bytes.
     pub max_decode_bytes: usize,
+    /// Largest gRPC message sent (an agent's sweep config), bytes.
+    pub max_response_bytes: usize,
     /// Largest reassembled stream, bytes (beyond: RESOURCE_EXHAUSTED).
     pub max_stream_bytes: usize,
     /// Most service statuses per request or stream.
@@ -135,6 +137,7 @@ impl Default for LimitsConfig {
     fn default() -> Self {
         Self {
             max_decode_bytes: 4 * 1024 * 1024,
+            max_response_bytes: 64 * 1024 * 1024,
             max_stream_bytes: 64 * 1024 * 1024,
             max_services: 5_000,
             max_status_message_bytes: 4 * 1024,
@@ -175,6 +178,9 @@ impl Config {
         let l = &self.limits;
         if l.max_decode_bytes < 1024 || l.max_decode_bytes > 64 * 1024 * 1024 {
             problems.push("limits.max_decode_bytes must be between 1 KiB and 64 MiB".to_owned());
+        }
+        if l.max_response_bytes < 1024 || l.max_response_bytes > 256 * 1024 * 1024 {
+            problems.push("limits.max_response_bytes must be between 1 KiB and 256 MiB".to_owned());
         }
         if l.max_stream_bytes == 0
             || l.max_services == 0

@@ -10,9 +10,8 @@ use opentelemetry::propagation::Extractor;
 use sr_chunking::{IncomingChunk, Reassembler, ReassemblyLimits};
 use sr_core::TenantId;
 use sr_core::rpc::{
-    AgentConfigReply, AgentConfigRequest, CallerIdentity, HeartbeatOrigin, HeartbeatReply,
-    HeartbeatRequest, RpcErrorCode, SourceStatusReport, SweepConfigBody, SyncConfigReply,
-    SyncConfigRequest,
+    AgentConfigReply, CallerIdentity, HeartbeatOrigin, HeartbeatReply, HeartbeatRequest,
+    RpcErrorCode, SourceStatusReport, SweepConfigBody, SyncConfigReply, SyncConfigRequest,
 };
 use sr_core::subjects::identity_ops;
 use sr_pki::ComponentType;
@@ -301,14 +300,13 @@ impl Gateway {
         caller: &CallerIdentity,
         current_version: &str,
     ) -> Result<AgentConfigReply, Status> {
-        call(
+        crate::agent_config::fetch(
             self.directory.nats(),
             self.directory.subjects().sweepgen_agent_config(),
-            &AgentConfigRequest {
-                caller: caller.clone(),
-                current_version: current_version.to_owned(),
-            },
+            caller,
+            current_version,
             self.directory.timeout(),
+            self.config.limits.max_response_bytes,
         )
         .await
         .map_err(|e| call_status("sweepgen", e))

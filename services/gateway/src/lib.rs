@@ -6,6 +6,7 @@
 //!
 //! It owns no tables and keeps no state beyond short-lived lookup caches.
 
+pub mod agent_config;
 pub mod auth;
 pub mod config;
 pub mod directory;
@@ -69,6 +70,7 @@ pub struct App {
     server: Server,
     service: grpc::Service,
     max_decode: usize,
+    max_encode: usize,
     ops: OpsServer,
     ops_addr: SocketAddr,
     nats: async_nats::Client,
@@ -139,6 +141,7 @@ impl App {
             source,
         })?;
         let max_decode = config.limits.max_decode_bytes;
+        let max_encode = config.limits.max_response_bytes;
         let ops_listen = config.http.listen;
         tracing::info!(max_payload, batch_budget = budget, "JetStream batch budget");
         let service = grpc::Service(Arc::new(grpc::Gateway::new(
@@ -167,6 +170,7 @@ impl App {
             server,
             service,
             max_decode,
+            max_encode,
             ops,
             ops_addr,
             nats,
@@ -199,6 +203,7 @@ impl App {
             mut server,
             service,
             max_decode,
+            max_encode,
             ops,
             ops_addr,
             nats,
@@ -206,7 +211,7 @@ impl App {
         tracing::info!(%grpc_addr, %ops_addr, "Gateway running");
         let svc = sr_proto::agent_gateway_service_server::AgentGatewayServiceServer::new(service)
             .max_decoding_message_size(max_decode)
-            .max_encoding_message_size(max_decode);
+            .max_encoding_message_size(max_encode);
         let ops_token = shutdown.child_token();
         let ops_task = tokio::spawn(ops.run(ops_token.clone()));
         let drain = shutdown.clone();

@@ -177,6 +177,9 @@ pub struct RpcConfig {
     pub concurrency: usize,
     /// Bytes of a reply kept free below the NATS `max_payload` for the envelope.
     pub reply_reserve_bytes: usize,
+    /// The largest sweep config served to one agent, bytes of JSON (a config larger than one
+    /// reply is sent in parts; beyond this limit the agent is answered with an error).
+    pub max_config_bytes: usize,
     /// How long a request waits for its partition to be loaded into memory before it is
     /// answered `unavailable` (the load goes on; keep it below the gateway's NATS request
     /// timeout), milliseconds.
@@ -188,6 +191,7 @@ impl Default for RpcConfig {
         Self {
             concurrency: 64,
             reply_reserve_bytes: 1_024,
+            max_config_bytes: 64 * 1024 * 1024,
             load_wait_ms: 3_000,
         }
     }
@@ -223,6 +227,12 @@ impl Config {
                 "consumer.tombstone_retention_secs ({}) must be at least nats.stream_max_age_secs ({}), \
                  or a redelivered old change could resurrect a removed device",
                 c.tombstone_retention_secs, self.nats.stream_max_age_secs
+            ));
+        }
+        if self.rpc.max_config_bytes < 1024 {
+            problems.push(format!(
+                "rpc.max_config_bytes ({}) must be at least 1024",
+                self.rpc.max_config_bytes
             ));
         }
         let k = &self.compile;

@@ -20,10 +20,10 @@ pub enum Error {
     /// Unknown route (404).
     #[error("{0}")]
     NotFound(String),
-    /// The compiled config does not fit in one NATS reply.
+    /// The compiled config is larger than `rpc.max_config_bytes`.
     #[error(
-        "the sweep config of agent {agent_id} ({targets} targets) is larger than the {limit}-byte \
-         reply limit (NATS max_payload); raise max_payload or split the agent's devices"
+        "the sweep config of agent {agent_id} ({targets} targets) is larger than \
+         rpc.max_config_bytes ({limit} bytes); raise it or split the agent's devices among agents"
     )]
     TooLarge {
         /// Agent.
@@ -136,7 +136,7 @@ impl From<Error> for RpcError {
             Error::NotFound(_) => RpcErrorCode::NotFound,
             Error::Unauthorized => RpcErrorCode::PermissionDenied,
             Error::TooLarge { .. } => {
-                tracing::warn!(error = %e, "Agent config too large for a NATS reply");
+                tracing::warn!(error = %e, "Agent config larger than rpc.max_config_bytes");
                 RpcErrorCode::Unavailable
             }
             Error::Loading { .. } => RpcErrorCode::Unavailable,

@@ -88,8 +88,13 @@ impl App {
         let durable = consumer::durable(&inventory, &subjects, &config.consumer).await?;
 
         let max_payload = nats.server_info().max_payload;
-        let body_limit = max_payload.saturating_sub(config.rpc.reply_reserve_bytes);
-        tracing::info!(max_payload, body_limit, "Agent config reply limit");
+        let reply_limit = max_payload.saturating_sub(config.rpc.reply_reserve_bytes);
+        tracing::info!(
+            max_payload,
+            reply_limit,
+            max_config_bytes = config.rpc.max_config_bytes,
+            "Agent config reply limits"
+        );
 
         let metrics = metrics::Metrics::default();
         let mut registry = prometheus_client::registry::Registry::default();
@@ -98,7 +103,7 @@ impl App {
         let configs = Arc::new(configs::Configs::new(
             store.clone(),
             config.compile.options(),
-            body_limit,
+            config.rpc.max_config_bytes,
             Duration::from_millis(config.rpc.load_wait_ms),
             metrics.clone(),
         ));
@@ -111,7 +116,7 @@ impl App {
             sr_core::subjects::SWEEPGEN_QUEUE.to_owned(),
             config.rpc.concurrency,
             internal.clone(),
-            move |msg| responder::handle(c.clone(), m.clone(), msg),
+            move |msg| responder::handle(c.clone(), m.clone(), reply_limit, msg),
         )
         .await
         .map_err(|e| {

@@ -98,20 +98,25 @@ impl Env {
         agent: &str,
         current: &str,
     ) -> Result<AgentConfigReply, sr_runtime::rpc::CallError> {
+        self.request(&AgentConfigRequest {
+            caller: caller(tenant, partition, agent),
+            current_version: current.to_owned(),
+            part: 0,
+            part_of: String::new(),
+        })
+        .await
+    }
+
+    /// Sends one agent config request as it is.
+    pub async fn request(
+        &self,
+        req: &AgentConfigRequest,
+    ) -> Result<AgentConfigReply, sr_runtime::rpc::CallError> {
         let client = self.client().await;
         sr_runtime::rpc::call(
             &client,
             self.nats.config.subjects().sweepgen_agent_config(),
-            &AgentConfigRequest {
-                caller: CallerIdentity {
-                    kind: IdentityKind::Tenant,
-                    tenant_id: tenant,
-                    tenant_slug: "test".to_owned(),
-                    component_id: agent.to_owned(),
-                    partition: partition.to_owned(),
-                },
-                current_version: current.to_owned(),
-            },
+            req,
             WAIT,
         )
         .await
@@ -226,6 +231,17 @@ pub fn targets(reply: &AgentConfigReply) -> BTreeSet<String> {
         .iter()
         .map(|t| t.network.clone())
         .collect()
+}
+
+/// An agent identity as the gateway fills it in.
+pub fn caller(tenant: TenantId, partition: &str, agent: &str) -> CallerIdentity {
+    CallerIdentity {
+        kind: IdentityKind::Tenant,
+        tenant_id: tenant,
+        tenant_slug: "test".to_owned(),
+        component_id: agent.to_owned(),
+        partition: partition.to_owned(),
+    }
 }
 
 pub fn set(items: &[&str]) -> BTreeSet<String> {

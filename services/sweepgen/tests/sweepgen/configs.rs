@@ -309,7 +309,7 @@ async fn an_undecodable_change_is_terminated_counted_and_reported() {
 async fn a_request_while_its_partition_loads_is_told_to_retry_and_a_retry_succeeds() {
     let env = Env::new();
     let mut config = env.config();
-    config.rpc.load_wait_ms = 0; // every load outlasts the wait
+    config.rpc.load_wait_ms = 300;
     let app = env.start_with(config).await;
     let tenant = TenantId::random();
     env.publish(&change(
@@ -318,17 +318,26 @@ async fn a_request_while_its_partition_loads_is_told_to_retry_and_a_retry_succee
     ))
     .await;
     wait_handled(&[&app], 1).await;
+    // Hold the table the load reads: the load cannot finish within the wait.
+    let pool = env.db.pool().await;
+    let mut blocker = pool.begin().await.unwrap();
+    sqlx::query("LOCK TABLE sweep_devices IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *blocker)
+        .await
+        .unwrap();
     let refused = env.try_ask(tenant, "default", "agent-a", "").await;
     let Err(sr_runtime::rpc::CallError::Remote(e)) = refused else {
         panic!("expected a refusal, got {refused:?}");
     };
     assert_eq!(e.code, sr_core::rpc::RpcErrorCode::Unavailable);
     assert!(e.message.contains("being loaded"), "{}", e.message);
+    blocker.commit().await.unwrap();
     // The load went on without the request; a retry is answered.
     let reply = eventually("the partition is loaded", WAIT, || async {
         env.try_ask(tenant, "default", "agent-a", "").await.ok()
     })
     .await;
     assert_eq!(targets(&reply), set(&["10.0.1.1/32"]));
+    assert!(app.metrics.compiles.get() >= 1);
     app.stop().await;
 }

@@ -313,3 +313,49 @@ async fn the_agent_keeps_its_last_good_sweep_file_when_the_gateway_is_down_and_p
     assert_eq!(std::fs::read(&path).unwrap(), good);
     stack.stop().await;
 }
+
+#[tokio::test]
+async fn a_config_larger_than_the_nats_max_payload_reaches_the_agent_whole_through_the_gateway() {
+    let stack = Stack::start().await;
+    let acme = stack.tenant("acme").await;
+    let bootstrap = stack.enroll("acme", "agent-1").await;
+    // 12 000 targets are several MiB of JSON: more than one NATS reply holds.
+    let mut expected = std::collections::BTreeSet::new();
+    for batch in 0..12 {
+        let devices = (0..1_000)
+            .map(|i| {
+                let n = batch * 1_000 + i;
+                let ip = format!(
+                    "10.{}.{}.{}",
+                    100 + n / 60_000,
+                    (n / 250) % 240,
+                    n % 250 + 1
+                );
+                expected.insert(format!("{ip}/32"));
+                device(&format!("sr:big{n}"), Some("agent-1"), &[&ip], 1)
+            })
+            .collect();
+        stack.env.publish(&change(acme, devices)).await;
+    }
+    wait_handled(&[&stack.sweepgen], 12).await;
+    let direct = stack.env.ask(acme, "default", "agent-1", "").await;
+    assert!(direct.parts > 1, "the config must exceed one reply");
+
+    let mut agent = Agent::new(AgentOptions::new(&bootstrap)).unwrap();
+    let outcome = agent.poll_once().await.unwrap();
+    let PollOutcome::Applied {
+        config_version,
+        targets,
+    } = outcome
+    else {
+        panic!("expected a config, got {outcome:?}");
+    };
+    assert_eq!(targets, 12_000);
+    assert_eq!(config_version, direct.config_version);
+    assert_eq!(file_targets(agent.sweep_path()), expected);
+    assert_eq!(
+        agent.poll_once().await.unwrap(),
+        PollOutcome::NotModified { config_version }
+    );
+    stack.stop().await;
+}

@@ -12,4 +12,5 @@ mod api;
 mod common;
 mod configs;
 mod gateway;
+mod parts;
 mod replicas;
