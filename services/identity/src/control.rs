@@ -1538,9 +1538,8 @@ impl Control {
         let result = if report.success {
             "success".to_owned()
         } else {
-            let mut text = report.error.clone().unwrap_or_else(|| "failed".to_owned());
-            text.truncate(1024);
-            format!("error: {text}")
+            let text = report.error.as_deref().unwrap_or("failed");
+            format!("error: {}", truncate_chars(text, MAX_SOURCE_ERROR_BYTES))
         };
         let n = sqlx::query(
             "UPDATE integration_sources SET last_sync_at = $4, last_sync_result = $5, last_device_count = $6,
@@ -1579,4 +1578,19 @@ async fn tenant_by_slug(conn: &mut PgConnection, slug: &str) -> Result<TenantVie
     .fetch_optional(conn)
     .await?
     .ok_or_else(|| Error::NotFound(format!("tenant {slug:?} not found")))
+}
+
+/// Bytes of a reported source error kept in `last_sync_result`.
+const MAX_SOURCE_ERROR_BYTES: usize = 1024;
+
+/// `text` cut to at most `max` bytes, on a character boundary.
+fn truncate_chars(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut cut = max;
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    &text[..cut]
 }

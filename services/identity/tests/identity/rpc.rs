@@ -699,6 +699,17 @@ async fn source_run_outcomes_update_the_sources_sync_status() {
     );
     assert_eq!(v["last_sync_result"], "success");
 
+    // A long error with multi-byte characters is cut on a character boundary, not refused.
+    let mut long = report(false, 0);
+    // Byte 1024 falls inside an "é" (two bytes each, after one ASCII byte).
+    long.error = Some(format!("x{}", "é".repeat(700)));
+    let _: sr_core::rpc::Ack = rpc(&env, identity_ops::SOURCE_STATUS, &long).await.unwrap();
+    let (_, v) = app
+        .get(&format!("/api/v1/tenants/acme/integration-sources/{id}"))
+        .await;
+    let kept = v["last_sync_result"].as_str().unwrap();
+    assert_eq!(kept, format!("error: x{}", "é".repeat(511)));
+
     // A sync the source is not assigned to cannot report for it.
     app.edge_sync("acme", "edge").await;
     let mut foreign = report(true, 1);
