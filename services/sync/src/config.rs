@@ -59,7 +59,7 @@ pub struct HttpConfig {
 impl Default for HttpConfig {
     fn default() -> Self {
         Self {
-            listen: SocketAddr::from(([0, 0, 0, 0], 8094)),
+            listen: SocketAddr::from(([0, 0, 0, 0], 8096)),
         }
     }
 }

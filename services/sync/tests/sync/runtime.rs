@@ -93,6 +93,23 @@ async fn a_restarted_sync_runs_its_cached_sources_while_the_gateway_is_down() {
     })
     .await;
 
+    // The failed push is being retried (same result set, same stream id), not dropped.
+    let retries = sr_testkit::eventually("a push retry counted", WAIT, || async {
+        let text = reqwest::get(format!("http://{}/metrics", second.ops_addr))
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        let n: f64 = text
+            .lines()
+            .filter(|l| l.contains("push_retries") && !l.starts_with('#'))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum();
+        (n >= 1.0).then_some(n)
+    })
+    .await;
+    assert!(retries >= 1.0);
     stack.start_gateway().await;
     stack.wait_devices(acme, 8).await;
     sr_testkit::eventually("the gateway confirmed the cached config", WAIT, || async {
