@@ -8,4 +8,5 @@
 
 mod common;
 mod compose;
+mod config_reference;
 mod identity_events;
