@@ -19,11 +19,21 @@ use crate::error::{Error, Result};
 const SEP: char = '\u{1f}';
 
 /// Serialises every writer of one (tenant, partition) until the transaction ends, so replicas
-/// decide against committed state and never interleave writes of one scope.
+/// decide against committed state and never interleave writes of one scope; the transaction's
+/// statements use generic (index-probing) plans.
 ///
 /// # Errors
 /// Database failure.
 pub async fn lock_scope(conn: &mut PgConnection, tenant: TenantId, partition: &str) -> Result<()> {
+    // The batch statements join arrays of a thousand or more keys against tables of up to
+    // millions of rows. A custom plan sees the array sizes and, on a large table, picks a
+    // sequential scan and a hash join (measured: 147 ms against 45 ms for the index plan, per
+    // 1 000 devices on 300 000 rows); the generic plan always probes the indexes, whose cost
+    // grows with the batch, not with the table. Postgres uses custom plans for the first five
+    // executions on every connection, so the choice is made here, for this transaction only.
+    sqlx::query("SET LOCAL plan_cache_mode = force_generic_plan")
+        .execute(&mut *conn)
+        .await?;
     sqlx::query(
         "SELECT pg_advisory_xact_lock(hashtextextended(current_schema() || '/' || $1 || '/' || $2, 0))",
     )
