@@ -8,4 +8,5 @@
 
 mod common;
 mod compose;
+mod full_flow;
 mod identity_events;
