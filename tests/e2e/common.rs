@@ -88,15 +88,15 @@ impl SyncService {
         self.timer.advance(DISCOVERY);
     }
 
-    /// Completed runs of `source` (`<tenant slug>/<source name>`) with `result`.
-    pub async fn runs(&self, source: &str, result: &str) -> u64 {
+    /// Completed runs of `source` of tenant `slug` with `result`. The source key is
+    /// `<slug>/<name>` on the platform sync and `<name>` on an edge sync.
+    pub async fn runs(&self, slug: &str, source: &str, result: &str) -> u64 {
         let text = reqwest::get(format!("http://{}/metrics", self.ops_addr))
             .await
             .unwrap()
             .text()
             .await
             .unwrap();
-        let slug = source.split('/').next().unwrap();
         let needle = format!(
             "sr_sync_source_runs_total{{tenant=\"{slug}\",source=\"{source}\",result=\"{result}\"}} "
         );
@@ -106,14 +106,14 @@ impl SyncService {
     }
 
     /// Waits until `source` has completed exactly `n` successful runs (never more).
-    pub async fn wait_runs(&self, source: &str, n: u64) {
+    pub async fn wait_runs(&self, slug: &str, source: &str, n: u64) {
         eventually(
             &format!("{n} successful runs of {source}"),
             WAIT,
             || async {
-                let failed = self.runs(source, "failure").await;
+                let failed = self.runs(slug, source, "failure").await;
                 assert_eq!(failed, 0, "{source} had failed runs");
-                let got = self.runs(source, "success").await;
+                let got = self.runs(slug, source, "success").await;
                 assert!(got <= n, "{source}: {got} runs, expected {n}");
                 (got == n).then_some(())
             },

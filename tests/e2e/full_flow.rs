@@ -60,7 +60,7 @@ async fn faker_devices_reach_dire_and_the_agents_sweep_config_exactly_once() {
         .await;
     assert_eq!(s.consecutive_failures, 0);
     assert_eq!(p.wait_source_created_event(source.id).await, tenant.id);
-    sync.wait_runs("acme/faker", 1).await;
+    sync.wait_runs("acme", "acme/faker", 1).await;
     assert_eq!(faker.stats().unauthorized, 0);
 
     sync.stop().await;

@@ -6,7 +6,9 @@
     missing_docs
 )]
 
+mod churn;
 mod common;
 mod compose;
 mod full_flow;
 mod identity_events;
+mod two_tenants;
