@@ -204,6 +204,8 @@ impl Stack {
         c.api.token = READ_TOKEN.to_owned();
         c.consumer.idle_wait_ms = 200;
         c.consumer.nak_delay_ms = 200;
+        // A message held by a replica that was stopped comes back after this (restarts).
+        c.consumer.ack_wait_secs = 10;
         c.outbox.poll_interval_ms = 100;
         let app = sr_dire::App::build(c).await.expect("DIRE starts");
         let base = format!("http://{}", app.http_addr());
@@ -217,6 +219,7 @@ impl Stack {
         c.http.listen = "127.0.0.1:0".parse().unwrap();
         c.api.token = READ_TOKEN.to_owned();
         c.consumer.nak_delay_ms = 100;
+        c.consumer.ack_wait_secs = 10;
         let app = sr_sweepgen::App::build(c).await.expect("sweepgen starts");
         let base = format!("http://{}", app.http_addr());
         spawn(base, |s| app.run_until(s))

@@ -11,4 +11,5 @@ mod common;
 mod compose;
 mod full_flow;
 mod identity_events;
+mod restart;
 mod two_tenants;
