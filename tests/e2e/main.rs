@@ -11,5 +11,6 @@ mod common;
 mod compose;
 mod full_flow;
 mod identity_events;
+mod main_job;
 mod restart;
 mod two_tenants;
