@@ -13,4 +13,5 @@ mod full_flow;
 mod identity_events;
 mod main_job;
 mod restart;
+mod tracing;
 mod two_tenants;
