@@ -49,6 +49,48 @@ async fn faker_devices_reach_dire_and_the_agents_sweep_config_exactly_once() {
         "nothing lands in another tenant"
     );
 
+    // The identifiers DIRE matches on: each Armis id and each MAC once, on its own device.
+    let pool = p.stack.dire_db.pool().await;
+    let identifiers: Vec<(String, String, String)> = sqlx::query_as(
+        "SELECT i.type, i.value, d.mac FROM identifiers i
+           JOIN devices d ON d.tenant_id = i.tenant_id AND d.partition = i.partition
+                         AND d.uid = i.device_uid
+          WHERE i.tenant_id = $1 AND i.type IN ('armis_device_id', 'mac')",
+    )
+    .bind(tenant.id)
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+    let hex = |s: &str| -> String {
+        s.chars()
+            .filter(char::is_ascii_hexdigit)
+            .collect::<String>()
+            .to_ascii_uppercase()
+    };
+    let mac_of: std::collections::BTreeMap<&str, &str> = want
+        .iter()
+        .map(|d| (d.armis_id.as_str(), d.mac.as_str()))
+        .collect();
+    let mut armis_ids = std::collections::BTreeSet::new();
+    let mut macs = std::collections::BTreeSet::new();
+    for (kind, value, device_mac) in &identifiers {
+        match kind.as_str() {
+            "armis_device_id" => {
+                let mac = mac_of.get(value.as_str()).expect("a faker Armis id");
+                assert_eq!(hex(device_mac), hex(mac), "device of Armis id {value}");
+                assert!(armis_ids.insert(value.clone()), "{value} twice");
+            }
+            _ => {
+                assert_eq!(hex(value), hex(device_mac), "MAC identifier on its device");
+                assert!(macs.insert(hex(value)), "{value} twice");
+            }
+        }
+    }
+    assert_eq!(armis_ids.len() as u64, DEVICES);
+    let want_macs: std::collections::BTreeSet<String> = want.iter().map(|d| hex(&d.mac)).collect();
+    assert_eq!(macs, want_macs, "one MAC identifier per faker device");
+
     // The agent's GetConfig through the real gateway: exactly the faker devices' IPs.
     let agent = wait_agent_targets(&agent, &expected_targets(&want)).await;
     let tenant_id = tenant.id.to_string();

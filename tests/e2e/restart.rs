@@ -44,9 +44,10 @@ async fn restarting_each_service_mid_run_loses_and_duplicates_nothing() {
     p.restart(Service::Identity).await;
     p.wait_dire(tenant.id, &expected(&faker.handle())).await;
 
-    // Run 3 after more churn, from a restarted sync (same state directory), with DIRE and
-    // the gateway restarting once more under it.
+    // Run 3 after more churn: the sync stops in the middle of it and a new one (same state
+    // directory) runs again, with DIRE and the gateway restarting once more under it.
     faker.advance_churn();
+    sync.tick();
     sync.stop().await;
     let sync = p.sync(&bootstrap).await;
     p.restart(Service::Dire).await;
