@@ -44,13 +44,14 @@ fn free(base: u16) -> bool {
     (base..base + PORTS).all(|p| TcpListener::bind(("127.0.0.1", p)).is_ok())
 }
 
-/// A run of free ports away from the usual ones, chosen by this test's NATS prefix.
+/// A run of free ports chosen by this test's NATS prefix, between the usual service ports
+/// and the kernel's ephemeral range (32768 and up), so port-0 listeners never take them.
 fn port_base(seed: &str) -> u16 {
     let start = seed
         .bytes()
         .fold(0u32, |h, b| h.wrapping_mul(31) ^ u32::from(b));
     (0..200u32)
-        .map(|k| 20_000 + ((start + k * 97) % 2_000) as u16 * 10)
+        .map(|k| 20_000 + (start.wrapping_add(k * 97) % 1_270) as u16 * 10)
         .find(|b| free(*b))
         .expect("a free port range")
 }
