@@ -6,7 +6,13 @@
     missing_docs
 )]
 
+mod churn;
 mod common;
 mod compose;
 mod config_reference;
+mod full_flow;
 mod identity_events;
+mod main_job;
+mod restart;
+mod tracing;
+mod two_tenants;

@@ -238,9 +238,18 @@ impl SourceLoop {
                     () = timer.sleep_until(due) => {}
                 }
                 let next = due + self.interval;
+                // Each run is a trace of its own (one trace per pushed result set), carried
+                // to the gateway in the calls' metadata; the fields repeat the loop's for logs.
+                let run = tracing::info_span!(
+                    parent: None,
+                    "sync.run",
+                    tenant_id = %self.key.tenant_id,
+                    source = %self.key.key,
+                    devices = tracing::field::Empty,
+                );
                 tokio::select! {
                     () = cancel.cancelled() => break,
-                    () = self.run_once(next) => {}
+                    () = self.run_once(next).instrument(run) => {}
                 }
                 // Fixed rate: the next run is one interval after this one was due; runs that
                 // would have started while this one was still going are skipped, not stacked.
@@ -278,6 +287,7 @@ impl SourceLoop {
         let outcome = match result {
             Ok(count) => {
                 self.breaker.success();
+                tracing::Span::current().record("devices", count);
                 RunOutcome {
                     device_count: count,
                     error: None,
