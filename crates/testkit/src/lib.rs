@@ -215,16 +215,27 @@ pub async fn stream_messages(
     if pending == 0 || total == 0 {
         return out;
     }
-    let mut batch = consumer
-        .fetch()
-        .max_messages(usize::try_from(pending).unwrap_or(usize::MAX))
-        .expires(Duration::from_secs(2))
-        .messages()
-        .await
-        .expect("fetch");
-    while let Some(m) = batch.next().await {
-        out.push(m.expect("message"));
-        if out.len() as u64 >= pending {
+    // Small pulls: with no acks, a message the client drops (a large pull of megabyte messages
+    // overruns it) is gone, so never ask for more than a few at once.
+    while (out.len() as u64) < pending {
+        let want = usize::try_from(pending - out.len() as u64)
+            .unwrap_or(usize::MAX)
+            .min(16);
+        let mut batch = consumer
+            .fetch()
+            .max_messages(want)
+            .expires(Duration::from_secs(2))
+            .messages()
+            .await
+            .expect("fetch");
+        let before = out.len();
+        while let Some(m) = batch.next().await {
+            out.push(m.expect("message"));
+            if out.len() as u64 >= pending {
+                break;
+            }
+        }
+        if out.len() == before {
             break;
         }
     }
