@@ -358,18 +358,39 @@ async fn scenarios(stack: &mut Stack, n: usize, rows: &mut Vec<Row>) -> Result<(
     rows.push(
         Row::info(S1, "plain bulk insert of the same canonical rows", plain_rate, "devices/s").note(
             format!(
-                "{} devices in {:.1} s, {DIRE_BATCH} messages per transaction, empty identical tables; the first transaction ({} devices into empty tables) took {:.2} s",
+                "{} devices in {:.1} s, {DIRE_BATCH} messages per transaction, each on a fresh connection, into empty identical tables",
                 plain.devices,
                 plain.took.as_secs_f64(),
-                plain.first_devices,
-                plain.first_took.as_secs_f64()
             ),
         ),
     );
+    // The first transaction into empty tables can run with a foreign-key check planned for
+    // an empty `devices` table (a scan of the whole scope per identifier); the database's
+    // limit is the rate once the tables have rows, so the ratio is taken against that.
+    let rest = plain.devices - plain.first_devices;
+    let steady = plain.took.saturating_sub(plain.first_took);
+    let limit = if rest > 0 && !steady.is_zero() {
+        rest as f64 / steady.as_secs_f64()
+    } else {
+        plain_rate
+    };
+    rows.push(
+        Row::info(
+            S1,
+            "plain bulk insert after its first transaction",
+            limit,
+            "devices/s",
+        )
+        .note(format!(
+            "first transaction: {} devices in {:.2} s",
+            plain.first_devices,
+            plain.first_took.as_secs_f64()
+        )),
+    );
     rows.push(Row::target(
         S1,
-        "pipeline rate / plain insert rate",
-        rate / plain_rate,
+        "pipeline rate / plain insert rate after its first transaction",
+        rate / limit,
         "",
         Goal::AtLeast,
         0.7,
