@@ -6,7 +6,6 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, anyhow, ensure};
-use futures::StreamExt as _;
 use serde_json::json;
 use sr_core::TenantId;
 use sr_reconcile::Observation;
@@ -164,50 +163,39 @@ async fn plain_insert(stack: &mut Stack, tenant: TenantId) -> Result<Plain> {
     let pool = sr_runtime::db::connect_and_migrate(&cfg, &sr_dire::MIGRATOR).await?;
     let js = async_nats::jetstream::new(stack.nats().await?);
     let subjects = stack.subjects();
+    let subject = subjects.device_updates(tenant);
     let mut stream = js
         .get_stream(subjects.devices_stream())
         .await
         .map_err(|e| anyhow!("{e}"))?;
-    let total = stream
-        .info()
-        .await
-        .map_err(|e| anyhow!("{e}"))?
-        .state
-        .messages;
-    let consumer = stream
-        .create_consumer(async_nats::jetstream::consumer::pull::OrderedConfig {
-            filter_subject: subjects.device_updates(tenant),
-            ..Default::default()
-        })
-        .await
-        .map_err(|e| anyhow!("{e}"))?;
-    let mut messages = consumer.messages().await.map_err(|e| anyhow!("{e}"))?;
-    let (mut devices, mut spent, mut read) = (0usize, Duration::ZERO, 0u64);
+    let info = stream.info().await.map_err(|e| anyhow!("{e}"))?;
+    let (first_seq, last_seq) = (info.state.first_sequence, info.state.last_sequence);
+    let (mut devices, mut spent) = (0usize, Duration::ZERO);
     let mut batch: Vec<Observation> = Vec::new();
     let mut in_batch = 0;
     let mut first_tx = None;
-    while read < total {
-        let Ok(Some(msg)) = tokio::time::timeout(Duration::from_secs(5), messages.next()).await
-        else {
-            break;
-        };
-        let msg = msg.map_err(|e| anyhow!("{e}"))?;
-        read += 1;
-        let info = msg.info().map_err(|e| anyhow!("{e}"))?;
-        let at = chrono::DateTime::from_timestamp_nanos(
-            i64::try_from(info.published.unix_timestamp_nanos()).unwrap_or(0),
-        );
-        let pending = info.pending;
-        for fields in sr_reconcile::decode_updates(&msg.payload)?
-            .into_iter()
-            .flatten()
-        {
-            if let Ok(o) = Observation::from_update_at(&fields, at) {
-                batch.push(o);
+    // Message by message by sequence (no consumer that could time out while a slow
+    // transaction runs).
+    for seq in first_seq..=last_seq {
+        let msg = stream
+            .get_raw_message(seq)
+            .await
+            .map_err(|e| anyhow!("message {seq}: {e}"))?;
+        if msg.subject.as_str() == subject {
+            let at = chrono::DateTime::from_timestamp_nanos(
+                i64::try_from(msg.time.unix_timestamp_nanos()).unwrap_or(0),
+            );
+            for fields in sr_reconcile::decode_updates(&msg.payload)?
+                .into_iter()
+                .flatten()
+            {
+                if let Ok(o) = Observation::from_update_at(&fields, at) {
+                    batch.push(o);
+                }
             }
+            in_batch += 1;
         }
-        in_batch += 1;
-        if in_batch == DIRE_BATCH || pending == 0 {
+        if in_batch == DIRE_BATCH || (seq == last_seq && in_batch > 0) {
             // A connection of its own per transaction, as DIRE's pool spreads its rounds over
             // several: a plan cached while the tables were empty is not reused for the rest.
             let mut conn = pool.acquire().await?.detach();
@@ -222,9 +210,6 @@ async fn plain_insert(stack: &mut Stack, tenant: TenantId) -> Result<Plain> {
             spent += took;
             batch.clear();
             in_batch = 0;
-        }
-        if pending == 0 {
-            break;
         }
     }
     pool.close().await;
