@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, TimeDelta, Utc};
 use sr_core::TenantId;
 use sr_core::device::DeviceUpdate;
-use sr_reconcile::{DeviceRecord, Observation};
+use sr_reconcile::Observation;
 use sr_runtime::jetstream::StreamKind;
 use sr_testkit::{TestDb, TestNats};
 use tokio_util::sync::CancellationToken;
@@ -173,51 +173,10 @@ async fn plain_insert(db: &TestDb, tenant: TenantId, n: usize, per_tx: usize) ->
                 Observation::from_update(&f).unwrap()
             })
             .collect();
-        let mut records: Vec<DeviceRecord> = obs
-            .iter()
-            .map(|o| {
-                let mut r = DeviceRecord::new(o.canonical_id(), o.timestamp);
-                r.ip = Some(o.ip);
-                r.mac = o.mac.map(|m| m.to_string());
-                r.hostname.clone_from(&o.hostname);
-                r.agent_id.clone_from(&o.agent_id);
-                r.discovery_sources.extend(o.source.clone());
-                r.metadata.clone_from(&o.metadata);
-                r.sweep_hints.extend(o.sweep_hint());
-                r
-            })
-            .collect();
-        records.sort_by_key(|r| r.uid);
-        let (mut types, mut values, mut owners) = (Vec::new(), Vec::new(), Vec::new());
-        let mut ids: Vec<(sr_reconcile::Identifier, String)> = obs
-            .iter()
-            .flat_map(|o| {
-                let uid = o.canonical_id().to_string();
-                o.identifiers().into_iter().map(move |id| (id, uid.clone()))
-            })
-            .collect();
-        ids.sort();
-        for (id, uid) in &ids {
-            types.push(id.kind().as_str());
-            values.push(id.value().to_owned());
-            owners.push(uid.clone());
-        }
         let mut tx = pool.begin().await.unwrap();
-        sr_dire::store::insert_devices(&mut tx, tenant, "default", &records)
+        sr_dire::store::plain_insert(&mut tx, tenant, "default", &obs)
             .await
             .unwrap();
-        sqlx::query(
-            "INSERT INTO identifiers (tenant_id, partition, type, value, device_uid)
-             SELECT $1, 'default', u.type, u.value, u.device_uid
-               FROM UNNEST($2::text[], $3::text[], $4::text[]) AS u(type, value, device_uid)",
-        )
-        .bind(tenant.as_uuid())
-        .bind(&types)
-        .bind(&values)
-        .bind(&owners)
-        .execute(&mut *tx)
-        .await
-        .unwrap();
         tx.commit().await.unwrap();
     }
     let took = started.elapsed();

@@ -10,7 +10,9 @@ use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, Row};
 use sr_core::TenantId;
 use sr_core::inventory::SweepHint;
-use sr_reconcile::{DeviceRecord, DeviceUid, Identifier, KnownState, Lookups, Outcome};
+use sr_reconcile::{
+    DeviceRecord, DeviceUid, Identifier, KnownState, Lookups, Observation, Outcome,
+};
 use uuid::Uuid;
 
 use crate::error::{Error, Result};
@@ -231,6 +233,79 @@ const UNNEST_DEVICES: &str = r"UNNEST($3::text[], $4::inet[], $5::text[], $6::te
 
 const SOURCES: &str = r"COALESCE(string_to_array(NULLIF(u.sources, ''), E'\x1f'), '{}')";
 
+const INSERT_IDENTIFIERS: &str =
+    "INSERT INTO identifiers (tenant_id, partition, type, value, device_uid)
+     SELECT $1, $2, u.type, u.value, u.device_uid
+       FROM UNNEST($3::text[], $4::text[], $5::text[]) AS u(type, value, device_uid)";
+
+/// The rows an ingest writes for observations of devices nobody has seen yet: one canonical
+/// device record per observation (sorted by uid) and one identifier row per strong identifier
+/// (sorted by identifier, paired with the owning uid). No reconciliation happens: two
+/// observations of one device give two records.
+#[must_use]
+pub fn new_device_rows(
+    observations: &[Observation],
+) -> (Vec<DeviceRecord>, Vec<(Identifier, String)>) {
+    let mut records: Vec<DeviceRecord> = observations
+        .iter()
+        .map(|o| {
+            let mut r = DeviceRecord::new(o.canonical_id(), o.timestamp);
+            r.ip = Some(o.ip);
+            r.mac = o.mac.map(|m| m.to_string());
+            r.hostname.clone_from(&o.hostname);
+            r.agent_id.clone_from(&o.agent_id);
+            r.discovery_sources.extend(o.source.clone());
+            r.metadata.clone_from(&o.metadata);
+            r.sweep_hints.extend(o.sweep_hint());
+            r
+        })
+        .collect();
+    records.sort_by_key(|r| r.uid);
+    let mut ids: Vec<(Identifier, String)> = observations
+        .iter()
+        .flat_map(|o| {
+            let uid = o.canonical_id().to_string();
+            o.identifiers().into_iter().map(move |id| (id, uid.clone()))
+        })
+        .collect();
+    ids.sort();
+    (records, ids)
+}
+
+/// A plain bulk insert of `observations` as new devices with DIRE's own insert statements:
+/// no scope lock, no lookups, no reconciliation, no outbox. This is what the database alone
+/// takes for the rows an initial ingest writes, the yardstick the benchmarks hold the ingest
+/// against. The caller owns the transaction. Returns the number of device rows inserted.
+///
+/// # Errors
+/// Database failure (for example a uid or identifier that exists already).
+pub async fn plain_insert(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    partition: &str,
+    observations: &[Observation],
+) -> Result<usize> {
+    let (records, ids) = new_device_rows(observations);
+    insert_devices(conn, tenant, partition, &records).await?;
+    if !ids.is_empty() {
+        let (mut types, mut values, mut owners) = (Vec::new(), Vec::new(), Vec::new());
+        for (id, uid) in &ids {
+            types.push(id.kind().as_str());
+            values.push(id.value());
+            owners.push(uid.as_str());
+        }
+        sqlx::query(INSERT_IDENTIFIERS)
+            .bind(tenant.as_uuid())
+            .bind(partition)
+            .bind(&types)
+            .bind(&values)
+            .bind(&owners)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(records.len())
+}
+
 /// Inserts device rows (sorted by uid); returns their revisions.
 ///
 /// # Errors
@@ -361,18 +436,14 @@ pub async fn write_outcome(
             values.push(id.value());
             owners.push(uid.to_string());
         }
-        sqlx::query(
-            "INSERT INTO identifiers (tenant_id, partition, type, value, device_uid)
-             SELECT $1, $2, u.type, u.value, u.device_uid
-               FROM UNNEST($3::text[], $4::text[], $5::text[]) AS u(type, value, device_uid)",
-        )
-        .bind(t)
-        .bind(partition)
-        .bind(&types)
-        .bind(&values)
-        .bind(&owners)
-        .execute(&mut *conn)
-        .await?;
+        sqlx::query(INSERT_IDENTIFIERS)
+            .bind(t)
+            .bind(partition)
+            .bind(&types)
+            .bind(&values)
+            .bind(&owners)
+            .execute(&mut *conn)
+            .await?;
     }
     if !outcome.merges.is_empty() {
         let mut ids = Vec::new();
