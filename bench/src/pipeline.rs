@@ -174,6 +174,7 @@ async fn plain_insert(stack: &mut Stack, tenant: TenantId) -> Result<Plain> {
     let mut batch: Vec<Observation> = Vec::new();
     let mut in_batch = 0;
     let mut first_tx = None;
+    let mut growth = sr_dire::ingest::Growth::default();
     // Message by message by sequence (no consumer that could time out while a slow
     // transaction runs).
     for seq in first_seq..=last_seq {
@@ -201,7 +202,10 @@ async fn plain_insert(stack: &mut Stack, tenant: TenantId) -> Result<Plain> {
             let mut conn = pool.acquire().await?.detach();
             let t = Instant::now();
             let mut tx = sqlx::Connection::begin(&mut conn).await?;
-            devices += sr_dire::store::plain_insert(&mut tx, tenant, "default", &batch).await?;
+            // Statistics on the schedule DIRE uses (so both run the same plans).
+            let analyze = growth.add(batch.len() as u64 * 3);
+            devices +=
+                sr_dire::store::plain_insert(&mut tx, tenant, "default", &batch, analyze).await?;
             tx.commit().await?;
             let took = t.elapsed();
             if first_tx.is_none() {

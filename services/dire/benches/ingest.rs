@@ -164,6 +164,7 @@ async fn plain_insert(db: &TestDb, tenant: TenantId, n: usize, per_tx: usize) ->
         .await
         .unwrap();
     let at = t0();
+    let mut growth = sr_dire::ingest::Growth::default();
     let started = Instant::now();
     for start in (0..n).step_by(per_tx) {
         let obs: Vec<Observation> = (start..(start + per_tx).min(n))
@@ -174,7 +175,9 @@ async fn plain_insert(db: &TestDb, tenant: TenantId, n: usize, per_tx: usize) ->
             })
             .collect();
         let mut tx = pool.begin().await.unwrap();
-        sr_dire::store::plain_insert(&mut tx, tenant, "default", &obs)
+        // Statistics on the schedule DIRE uses (so both run the same plans).
+        let analyze = growth.add(obs.len() as u64 * 3);
+        sr_dire::store::plain_insert(&mut tx, tenant, "default", &obs, analyze)
             .await
             .unwrap();
         tx.commit().await.unwrap();

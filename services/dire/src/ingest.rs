@@ -55,11 +55,13 @@ pub struct Ingest {
 
 /// Growth of the inventory tables since the last `ANALYZE`.
 ///
-/// The load and update statements join batch arrays against `devices` and `identifiers`;
-/// with statistics from when the tables were small, Postgres hashes whole tables instead of
-/// probing the indexes. Autovacuum normally refreshes them, but it may be off (as on the
-/// development machines), so DIRE analyzes its tables whenever they have doubled since the last
-/// time (at least every 5000 rows).
+/// The load and update statements join batch arrays against `devices` and `identifiers`, and
+/// the foreign key of `identifiers` is checked with a plan cached per connection; with no
+/// statistics, or statistics from when the tables were small, Postgres may scan instead of
+/// probing the right index (see [`crate::store::analyze_devices_now`]). Autovacuum normally
+/// refreshes them, but it may be off (as on the development machines) and it comes too late
+/// for a first large batch, so DIRE analyzes its tables whenever they have doubled since the
+/// last time (at least every 1000 rows), `devices` inside the batch's own transaction.
 #[derive(Debug, Default)]
 pub struct Growth {
     since: u64,
@@ -70,7 +72,7 @@ impl Growth {
     /// Adds inserted rows; true when the tables should be analyzed now.
     pub fn add(&mut self, rows: u64) -> bool {
         self.since += rows;
-        if self.since >= self.at_last.max(5_000) {
+        if self.since >= self.at_last.max(1_000) {
             self.at_last += self.since;
             self.since = 0;
             true
@@ -428,7 +430,15 @@ impl Ingest {
             tx.commit().await?;
             return Ok(report);
         }
-        let written = store::write_outcome(&mut tx, tenant, partition, &outcome).await?;
+        // Statistics are refreshed whenever the tables have doubled (see [`Growth`]); devices
+        // inside this transaction, before its identifiers are inserted, identifiers after.
+        let inserted = (outcome.inserts.len() + outcome.identifier_inserts.len()) as u64;
+        let analyze = self
+            .analyze
+            .lock()
+            .map(|mut g| g.add(inserted))
+            .unwrap_or(false);
+        let written = store::write_outcome(&mut tx, tenant, partition, &outcome, analyze).await?;
         let changes = inventory::device_changes(partition, &outcome, &written);
         let messages =
             inventory::outbox_messages(tenant, changes, self.outbox.max_devices_per_message)?;
@@ -440,17 +450,7 @@ impl Ingest {
         store::enqueue_events(&mut tx, tenant, EVENT_KIND, &events).await?;
         tx.commit().await?;
         self.outbox_notify.notify_one();
-        let inserted = (outcome.inserts.len() + outcome.identifier_inserts.len()) as u64;
-        let analyze = self
-            .analyze
-            .lock()
-            .map(|mut g| g.add(inserted))
-            .unwrap_or(false);
-        if analyze
-            && let Err(e) = sqlx::query("ANALYZE devices, identifiers")
-                .execute(&self.pool)
-                .await
-        {
+        if analyze && let Err(e) = sqlx::query("ANALYZE identifiers").execute(&self.pool).await {
             tracing::warn!(error = %e, "Cannot refresh planner statistics");
         }
         Ok(report)

@@ -1,9 +1,11 @@
 //! A faker-shaped inventory under DHCP churn keeps exactly one device per Armis id.
 
 use sr_core::TenantId;
+use sr_runtime::jetstream::StreamKind;
 
 use crate::common::*;
 use crate::faker;
+use sr_testkit::eventually;
 
 const DEVICES: usize = 5_000;
 const CYCLES: usize = 10;
@@ -62,5 +64,62 @@ async fn five_thousand_faker_devices_under_ten_churn_cycles_stay_five_thousand_d
         assert_eq!(ip, ips[i].to_string(), "device {armis}");
     }
     pool.close().await;
+    app.stop().await;
+}
+
+/// The foreign key of `identifiers` is checked with a plan cached per connection. Planned while
+/// `devices` has no statistics, it can probe `devices_ip_key` and read every device of the
+/// partition per identifier (quadratic in the first batch). DIRE refreshes the statistics of
+/// `devices` inside that transaction, so the checks use the primary key: the IP index reads
+/// (nearly) nothing while thousands of identifiers are checked.
+#[tokio::test]
+async fn a_first_large_batch_checks_identifiers_by_primary_key_not_by_scanning_the_ip_index() {
+    const N: usize = 12_000;
+    let env = Env::new();
+    // Everything is in the stream before DIRE starts, so its first round is large.
+    let js = env.js(env.nats.client().await);
+    sr_runtime::jetstream::ensure_stream(&js, &env.nats.config, StreamKind::Devices)
+        .await
+        .unwrap();
+    let t = TenantId::random();
+    let when = at(0);
+    let updates: Vec<serde_json::Value> = (0..N)
+        .map(|i| serde_json::to_value(faker::update(i, faker::ip(i), when, 0)).unwrap())
+        .collect();
+    for chunk in updates.chunks(1_500) {
+        env.publish(t, chunk).await;
+    }
+    let app = env.start().await;
+    env.ingested().await;
+    assert_eq!(env.scalar("SELECT count(*) FROM devices").await, N as i64);
+    let identifiers = env.scalar("SELECT count(*) FROM identifiers").await;
+    assert!(identifiers >= 2 * N as i64);
+    // Index statistics reach the cumulative views when DIRE's connections go idle.
+    let stat = |index: &'static str, column: &'static str| {
+        let env = &env;
+        async move {
+            env.scalar(&format!(
+                "SELECT COALESCE(sum({column}), 0)::bigint FROM pg_stat_user_indexes
+                  WHERE schemaname = current_schema() AND indexrelname = '{index}'"
+            ))
+            .await
+        }
+    };
+    // The checks probe the primary key or (tenant_id, uid); either is an exact lookup.
+    eventually(
+        "the foreign key checks are counted",
+        std::time::Duration::from_secs(30),
+        || async {
+            let scans = stat("devices_pkey", "idx_scan").await
+                + stat("devices_tenant_uid", "idx_scan").await;
+            (scans >= identifiers).then_some(())
+        },
+    )
+    .await;
+    let read_by_ip_index = stat("devices_ip_key", "idx_tup_read").await;
+    assert!(
+        read_by_ip_index < N as i64,
+        "devices_ip_key read {read_by_ip_index} tuples for {identifiers} identifier checks"
+    );
     app.stop().await;
 }
