@@ -170,6 +170,13 @@ async fn scripts_dev_runs_the_pipeline_on_debug_binaries_and_prints_a_complete_s
         sweep.contains(&format!(", {DEVICES} targets, version ")),
         "{sweep}"
     );
+    // The agent fetched that same config through the gateway and wrote it to its sweep file.
+    let version = sweep.rsplit("version ").next().unwrap().trim().to_owned();
+    let file = line(&stdout, "agent sweep file");
+    assert!(
+        file.ends_with(&format!("({DEVICES} targets, version {version})")),
+        "{file} (config version {version})"
+    );
     let events: u64 = line(&stdout, "events stored (demo tenant)")
         .parse()
         .unwrap();
