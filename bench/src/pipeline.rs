@@ -203,9 +203,9 @@ async fn plain_insert(stack: &mut Stack, tenant: TenantId) -> Result<Plain> {
             let t = Instant::now();
             let mut tx = sqlx::Connection::begin(&mut conn).await?;
             // Statistics on the schedule DIRE uses (so both run the same plans).
-            let analyze = growth.add(batch.len() as u64 * 3);
             devices +=
-                sr_dire::store::plain_insert(&mut tx, tenant, "default", &batch, analyze).await?;
+                sr_dire::store::plain_insert(&mut tx, tenant, "default", &batch, &mut growth)
+                    .await?;
             tx.commit().await?;
             let took = t.elapsed();
             if first_tx.is_none() {

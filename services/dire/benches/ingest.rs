@@ -176,8 +176,7 @@ async fn plain_insert(db: &TestDb, tenant: TenantId, n: usize, per_tx: usize) ->
             .collect();
         let mut tx = pool.begin().await.unwrap();
         // Statistics on the schedule DIRE uses (so both run the same plans).
-        let analyze = growth.add(obs.len() as u64 * 3);
-        sr_dire::store::plain_insert(&mut tx, tenant, "default", &obs, analyze)
+        sr_dire::store::plain_insert(&mut tx, tenant, "default", &obs, &mut growth)
             .await
             .unwrap();
         tx.commit().await.unwrap();

@@ -16,6 +16,7 @@ use sr_reconcile::{
 use uuid::Uuid;
 
 use crate::error::{Error, Result};
+use crate::ingest::Growth;
 
 /// Separator of list values packed into one text element (source names, evidence).
 const SEP: char = '\u{1f}';
@@ -233,10 +234,39 @@ const UNNEST_DEVICES: &str = r"UNNEST($3::text[], $4::inet[], $5::text[], $6::te
 
 const SOURCES: &str = r"COALESCE(string_to_array(NULLIF(u.sources, ''), E'\x1f'), '{}')";
 
-const INSERT_IDENTIFIERS: &str =
-    "INSERT INTO identifiers (tenant_id, partition, type, value, device_uid)
-     SELECT $1, $2, u.type, u.value, u.device_uid
-       FROM UNNEST($3::text[], $4::text[], $5::text[]) AS u(type, value, device_uid)";
+/// Inserts identifier rows, each with the uid of the device it points at (sorted by key).
+///
+/// # Errors
+/// Database failure.
+async fn insert_identifiers<'a, U: std::fmt::Display + 'a>(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    partition: &str,
+    rows: impl IntoIterator<Item = (&'a Identifier, &'a U)>,
+) -> Result<()> {
+    let (mut types, mut values, mut owners) = (Vec::new(), Vec::new(), Vec::new());
+    for (id, uid) in rows {
+        types.push(id.kind().as_str());
+        values.push(id.value());
+        owners.push(uid.to_string());
+    }
+    if types.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "INSERT INTO identifiers (tenant_id, partition, type, value, device_uid)
+         SELECT $1, $2, u.type, u.value, u.device_uid
+           FROM UNNEST($3::text[], $4::text[], $5::text[]) AS u(type, value, device_uid)",
+    )
+    .bind(tenant.as_uuid())
+    .bind(partition)
+    .bind(&types)
+    .bind(&values)
+    .bind(&owners)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
 
 /// The rows an ingest writes for observations of devices nobody has seen yet: one canonical
 /// device record per observation (sorted by uid) and one identifier row per strong identifier
@@ -273,7 +303,8 @@ pub fn new_device_rows(
 }
 
 /// A plain bulk insert of `observations` as new devices with DIRE's own insert statements:
-/// no scope lock, no lookups, no reconciliation, no outbox. This is what the database alone
+/// no scope lock, no lookups, no reconciliation, no outbox; planner statistics are refreshed
+/// on `growth`'s schedule, as the ingest does. This is what the database alone
 /// takes for the rows an initial ingest writes, the yardstick the benchmarks hold the ingest
 /// against. The caller owns the transaction. Returns the number of device rows inserted.
 ///
@@ -284,29 +315,20 @@ pub async fn plain_insert(
     tenant: TenantId,
     partition: &str,
     observations: &[Observation],
-    analyze_devices: bool,
+    growth: &mut Growth,
 ) -> Result<usize> {
     let (records, ids) = new_device_rows(observations);
     insert_devices(conn, tenant, partition, &records).await?;
-    if analyze_devices {
+    if growth.add((records.len() + ids.len()) as u64) {
         analyze_devices_now(conn).await?;
     }
-    if !ids.is_empty() {
-        let (mut types, mut values, mut owners) = (Vec::new(), Vec::new(), Vec::new());
-        for (id, uid) in &ids {
-            types.push(id.kind().as_str());
-            values.push(id.value());
-            owners.push(uid.as_str());
-        }
-        sqlx::query(INSERT_IDENTIFIERS)
-            .bind(tenant.as_uuid())
-            .bind(partition)
-            .bind(&types)
-            .bind(&values)
-            .bind(&owners)
-            .execute(&mut *conn)
-            .await?;
-    }
+    insert_identifiers(
+        conn,
+        tenant,
+        partition,
+        ids.iter().map(|(id, uid)| (id, uid)),
+    )
+    .await?;
     Ok(records.len())
 }
 
@@ -454,22 +476,7 @@ pub async fn write_outcome(
         .execute(&mut *conn)
         .await?;
     }
-    if !outcome.identifier_inserts.is_empty() {
-        let (mut types, mut values, mut owners) = (Vec::new(), Vec::new(), Vec::new());
-        for (id, uid) in &outcome.identifier_inserts {
-            types.push(id.kind().as_str());
-            values.push(id.value());
-            owners.push(uid.to_string());
-        }
-        sqlx::query(INSERT_IDENTIFIERS)
-            .bind(t)
-            .bind(partition)
-            .bind(&types)
-            .bind(&values)
-            .bind(&owners)
-            .execute(&mut *conn)
-            .await?;
-    }
+    insert_identifiers(conn, tenant, partition, &outcome.identifier_inserts).await?;
     if !outcome.merges.is_empty() {
         let mut ids = Vec::new();
         let (mut from, mut to, mut reason, mut evidence) =
