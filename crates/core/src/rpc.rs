@@ -328,10 +328,7 @@ pub fn part_ranges(text: &str, part_bytes: usize) -> Vec<std::ops::Range<usize>>
     let mut ranges = Vec::with_capacity(text.len() / part_bytes + 1);
     let mut start = 0;
     loop {
-        let mut end = (start + part_bytes).min(text.len());
-        while !text.is_char_boundary(end) {
-            end -= 1;
-        }
+        let end = text.floor_char_boundary(start + part_bytes);
         ranges.push(start..end);
         if end == text.len() {
             return ranges;

@@ -1539,7 +1539,8 @@ impl Control {
             "success".to_owned()
         } else {
             let text = report.error.as_deref().unwrap_or("failed");
-            format!("error: {}", truncate_chars(text, MAX_SOURCE_ERROR_BYTES))
+            let cut = text.floor_char_boundary(MAX_SOURCE_ERROR_BYTES);
+            format!("error: {}", &text[..cut])
         };
         let n = sqlx::query(
             "UPDATE integration_sources SET last_sync_at = $4, last_sync_result = $5, last_device_count = $6,
@@ -1582,15 +1583,3 @@ async fn tenant_by_slug(conn: &mut PgConnection, slug: &str) -> Result<TenantVie
 
 /// Bytes of a reported source error kept in `last_sync_result`.
 const MAX_SOURCE_ERROR_BYTES: usize = 1024;
-
-/// `text` cut to at most `max` bytes, on a character boundary.
-fn truncate_chars(text: &str, max: usize) -> &str {
-    if text.len() <= max {
-        return text;
-    }
-    let mut cut = max;
-    while !text.is_char_boundary(cut) {
-        cut -= 1;
-    }
-    &text[..cut]
-}

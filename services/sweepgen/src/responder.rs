@@ -43,8 +43,7 @@ fn is_zero(n: &u32) -> bool {
 
 /// Bytes of the JSON text in one part: the part travels as a JSON string, where escaping at
 /// most doubles it, plus the envelope (kept within the reserve below `max_payload`).
-#[must_use]
-pub fn part_bytes(reply_limit: usize) -> usize {
+fn part_bytes(reply_limit: usize) -> usize {
     (reply_limit / 2).saturating_sub(2).max(4)
 }
 
