@@ -2,7 +2,7 @@
 //! pairs; DIRE follows every move and keeps exactly one device per Armis id, merging nothing.
 
 use crate::common::{
-    Expected, Pipeline, armis_source, expected, expected_targets, wait_agent_targets,
+    Expected, Onboarded, Pipeline, expected, expected_targets, wait_agent_targets,
 };
 
 const DEVICES: u64 = 1_000;
@@ -15,14 +15,12 @@ async fn devices_keep_their_identity_through_ip_churn_across_sync_cycles() {
     config.churn.fraction = 0.2;
     config.churn.interval_secs = 0;
     let faker = sr_faker::Faker::start(config).await.unwrap();
-    let tenant = p.tenant("acme").await;
-    let psync = p.platform_sync("acme").await;
-    let agent = p.enroll_agent("acme", "agent-1").await;
-    let source = p
-        .source(
-            "acme",
-            armis_source("churny", &faker.base_url(), psync, "agent-1"),
-        )
+    let Onboarded {
+        tenant,
+        agent,
+        source,
+    } = p
+        .platform_armis_tenant("acme", "churny", &faker.base_url())
         .await;
     let sync = p.sync(&p.platform_bootstrap()).await;
 

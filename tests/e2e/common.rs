@@ -311,6 +311,14 @@ pub enum Service {
 
 /// Identity, events, gateway, DIRE and sweepgen running on one [`Stack`]; syncs, fakers and
 /// agents are added by each test.
+/// A tenant set up by [`Pipeline::platform_armis_tenant`].
+pub struct Onboarded {
+    pub tenant: TenantView,
+    /// The agent's `agent.json`.
+    pub agent: PathBuf,
+    pub source: SourceView,
+}
+
 pub struct Pipeline {
     pub stack: Stack,
     pub control: Arc<sr_identity::Control>,
@@ -460,6 +468,22 @@ impl Pipeline {
             .create_source(slug, serde_json::from_value(body).unwrap())
             .await
             .unwrap()
+    }
+
+    /// The setup most flows start from: tenant `slug`, its agent `agent-1` (bundle written),
+    /// and an Armis source `name` on `endpoint` assigned to the platform sync, for that agent.
+    pub async fn platform_armis_tenant(&self, slug: &str, name: &str, endpoint: &str) -> Onboarded {
+        let tenant = self.tenant(slug).await;
+        let psync = self.platform_sync(slug).await;
+        let agent = self.enroll_agent(slug, "agent-1").await;
+        let source = self
+            .source(slug, armis_source(name, endpoint, psync, "agent-1"))
+            .await;
+        Onboarded {
+            tenant,
+            agent,
+            source,
+        }
     }
 
     pub fn platform_bootstrap(&self) -> PathBuf {

@@ -2,7 +2,7 @@
 //! the gateway and DIRE into sweepgen, and the tenant's agent receives them as its sweep
 //! config over mTLS.
 
-use crate::common::{Pipeline, armis_source, expected, expected_targets, wait_agent_targets};
+use crate::common::{Onboarded, Pipeline, expected, expected_targets, wait_agent_targets};
 
 const DEVICES: u64 = 1_200;
 
@@ -12,14 +12,12 @@ async fn faker_devices_reach_dire_and_the_agents_sweep_config_exactly_once() {
     let faker = sr_faker::Faker::start(sr_faker::Config::local(DEVICES))
         .await
         .unwrap();
-    let tenant = p.tenant("acme").await;
-    let psync = p.platform_sync("acme").await;
-    let agent = p.enroll_agent("acme", "agent-1").await;
-    let source = p
-        .source(
-            "acme",
-            armis_source("faker", &faker.base_url(), psync, "agent-1"),
-        )
+    let Onboarded {
+        tenant,
+        agent,
+        source,
+    } = p
+        .platform_armis_tenant("acme", "faker", &faker.base_url())
         .await;
     let sync = p.sync(&p.platform_bootstrap()).await;
 

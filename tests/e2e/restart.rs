@@ -6,9 +6,7 @@ use std::collections::BTreeSet;
 
 use sr_agent::SweepFile;
 
-use crate::common::{
-    Pipeline, Service, armis_source, expected, expected_targets, wait_agent_targets,
-};
+use crate::common::{Onboarded, Pipeline, Service, expected, expected_targets, wait_agent_targets};
 
 const DEVICES: u64 = 2_000;
 
@@ -19,14 +17,12 @@ async fn restarting_each_service_mid_run_loses_and_duplicates_nothing() {
     config.churn.fraction = 0.1;
     config.churn.interval_secs = 0;
     let faker = sr_faker::Faker::start(config).await.unwrap();
-    let tenant = p.tenant("acme").await;
-    let psync = p.platform_sync("acme").await;
-    let agent = p.enroll_agent("acme", "agent-1").await;
-    let source = p
-        .source(
-            "acme",
-            armis_source("faker", &faker.base_url(), psync, "agent-1"),
-        )
+    let Onboarded {
+        tenant,
+        agent,
+        source,
+    } = p
+        .platform_armis_tenant("acme", "faker", &faker.base_url())
         .await;
     let bootstrap = p.platform_bootstrap();
 
