@@ -13,6 +13,7 @@ mod identifier;
 mod observation;
 mod outcome;
 mod reconcile;
+mod settle;
 mod state;
 mod uid;
 
@@ -27,6 +28,9 @@ pub use outcome::{
     Outcome,
 };
 pub use reconcile::{ReconcileConfig, ReconcileError, partitions, reconcile};
+pub use settle::{
+    ContentDigest, Key, Memo, Settled, content_digest, demote_touched, plan_skips, settled_by,
+};
 pub use state::{DeviceField, DeviceRecord, KnownState, Lookups, StateError, required_lookups};
 pub use uid::{
     CANONICAL_SEED_PREFIX, DEFAULT_PARTITION, DeviceUid, UidParseError, canonical_id,

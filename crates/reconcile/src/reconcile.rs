@@ -963,7 +963,7 @@ fn first_meta(updates: &[&Observation], keys: &[&str]) -> Option<String> {
 /// only fill gaps (absent fields, metadata keys, hints) and never overwrite what a newer
 /// sighting wrote, so batches applied out of order (several replicas, redelivery after a
 /// newer batch) end in the same row as batches applied in order.
-fn fold_updates(
+pub(crate) fn fold_updates(
     base: Option<DeviceRecord>,
     uid: DeviceUid,
     latest_first: &[&Observation],

@@ -8,7 +8,8 @@ use std::collections::BTreeSet;
 use common::at;
 use proptest::prelude::*;
 use sr_reconcile::{
-    KnownState, MacAddr, Observation, Outcome, ReconcileConfig, reconcile, required_lookups,
+    Key, KnownState, MacAddr, Memo, Observation, Outcome, ReconcileConfig, demote_touched,
+    plan_skips, reconcile, required_lookups, settled_by,
 };
 
 /// A "real device" the generator draws updates from.
@@ -155,6 +156,51 @@ fn scenario() -> impl Strategy<Value = (Vec<Template>, Vec<Vec<Raw>>, Vec<Raw>, 
         })
 }
 
+/// What DIRE does with a memo: skip the covered updates, reconcile the rest against the
+/// subset of `state` they need, un-skip whatever that outcome touched and start again, then
+/// remember what the batch settled. Returns the outcome and how many updates were skipped.
+fn reconcile_skipping(
+    state: &KnownState,
+    memo: &mut Memo,
+    batch: &[Observation],
+) -> (Outcome, usize) {
+    let cfg = ReconcileConfig::default();
+    let keys: Vec<Key> = batch.iter().map(Key::of).collect();
+    let covered: Vec<bool> = batch
+        .iter()
+        .zip(&keys)
+        .map(|(o, k)| memo.covers(k, o.timestamp))
+        .collect();
+    let mut skip = plan_skips(batch, &covered);
+    loop {
+        let rest: Vec<Observation> = batch
+            .iter()
+            .zip(&skip)
+            .filter(|(_, s)| !**s)
+            .map(|(o, _)| o.clone())
+            .collect();
+        let loaded = state.subset(&required_lookups(&rest));
+        let outcome = reconcile(&loaded, &rest, &cfg).unwrap();
+        if demote_touched(&mut skip, &keys, &outcome) {
+            continue;
+        }
+        memo.record(&outcome, settled_by(&loaded, &rest, &outcome, &cfg));
+        return (outcome, skip.iter().filter(|s| **s).count());
+    }
+}
+
+/// A batch again, `shift` minutes later.
+fn later(batch: &[Observation], shift: i64) -> Vec<Observation> {
+    batch
+        .iter()
+        .map(|o| {
+            let mut o = o.clone();
+            o.timestamp += chrono::TimeDelta::minutes(shift);
+            o
+        })
+        .collect()
+}
+
 fn prepopulated(templates: &[Template], pre: &[Vec<Raw>]) -> KnownState {
     let mut state = KnownState::new("default");
     for (k, raws) in pre.iter().enumerate() {
@@ -298,5 +344,34 @@ proptest! {
             "{} devices for {} templates and {} IP-only updates",
             state.len(), used_templates.len(), ip_only
         );
+    }
+
+    #[test]
+    fn skipping_settled_updates_ends_in_the_same_state_as_reconciling_everything(
+        (templates, pre, raws, _perm) in scenario(),
+        rounds in prop::collection::vec(
+            (-20i64..30, prop::collection::vec(raw_strategy(), 0..4), any::<bool>()),
+            1..5,
+        ),
+    ) {
+        let start = prepopulated(&templates, &pre);
+        let mut reference = start.clone();
+        let mut skipping = start;
+        let mut memo = Memo::default();
+        let mut batch = build_batch(&templates, &raws, 50);
+        for (k, (shift, extra, drop_half)) in rounds.iter().enumerate() {
+            let expected = run(&reference, &batch);
+            reference.apply(&expected);
+            let (outcome, _) = reconcile_skipping(&skipping, &mut memo, &batch);
+            skipping.apply(&outcome);
+            prop_assert_eq!(&skipping, &reference, "round {}", k);
+            // Next round: the same updates later (or earlier), some dropped, some new ones.
+            let mut next = later(&batch, *shift);
+            if *drop_half {
+                next = next.into_iter().step_by(2).collect();
+            }
+            next.extend(build_batch(&templates, extra, 50 + shift));
+            batch = next;
+        }
     }
 }

@@ -121,12 +121,17 @@ pub struct ReconcileSettings {
     /// A re-sighting refreshes `last_seen` only when the stored value is at least this old, in
     /// seconds (so re-syncing an unchanged inventory writes no rows).
     pub last_seen_precision_secs: u64,
+    /// Skip updates whose device already holds exactly what they state (a re-sync of an
+    /// unchanged device, within the `last_seen` precision) without loading the device; see
+    /// docs/architecture.md. Off: every update is reconciled against the stored state.
+    pub skip_settled: bool,
 }
 
 impl Default for ReconcileSettings {
     fn default() -> Self {
         Self {
             last_seen_precision_secs: 900,
+            skip_settled: true,
         }
     }
 }

@@ -9,7 +9,8 @@
 //! failure is isolated to its message (its group is retried message by message) and naks
 //! until the message's `max_deliver`-th delivery, which terminates and reports it.
 
-use std::collections::BTreeMap;
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -20,7 +21,8 @@ use futures::StreamExt as _;
 use sqlx::PgPool;
 use sr_core::{Subjects, TenantId};
 use sr_reconcile::{
-    Observation, Outcome, ReconcileConfig, decode_updates, reconcile, required_lookups,
+    Key, Memo, Observation, Outcome, ReconcileConfig, decode_updates, demote_touched, plan_skips,
+    reconcile, required_lookups, settled_by,
 };
 use sr_runtime::jetstream::headers;
 use tokio::sync::Notify;
@@ -51,6 +53,23 @@ pub struct Ingest {
     pub outbox_notify: Arc<Notify>,
     /// Rows inserted since the planner statistics were last refreshed.
     pub analyze: Arc<std::sync::Mutex<Growth>>,
+    /// Skip updates that settled devices already reflect (`reconcile.skip_settled`).
+    pub skip_settled: bool,
+    /// Settled devices per (tenant, partition) scope.
+    pub memos: Arc<std::sync::Mutex<HashMap<(TenantId, String), ScopeMemo>>>,
+}
+
+/// What this replica remembers of a scope's settled devices (see [`sr_reconcile::Memo`]).
+#[derive(Debug)]
+pub struct ScopeMemo {
+    /// The scope epoch after this replica's last transaction there: while the stored epoch is
+    /// still this, nobody else wrote the scope and the memo is exact.
+    epoch: i64,
+    /// True when the memo holds every settled device of the scope (loaded whole, then kept up
+    /// to date); false after another writer was seen, when a device the memo does not know is
+    /// looked up in Postgres.
+    complete: bool,
+    memo: Memo,
 }
 
 /// Growth of the inventory tables since the last `ANALYZE`.
@@ -419,15 +438,70 @@ impl Ingest {
         if updates.is_empty() {
             return Ok(GroupReport::default());
         }
-        let lookups = required_lookups(updates);
+        let keys: Vec<Key> = if self.skip_settled {
+            updates.iter().map(Key::of).collect()
+        } else {
+            Vec::new()
+        };
         let mut tx = self.pool.begin().await?;
         store::lock_scope(&mut tx, tenant, partition).await?;
-        let state = store::load_state(&mut tx, tenant, partition, &lookups).await?;
-        let outcome = reconcile(&state, updates, &self.reconcile).map_err(Error::from)?;
+        // The scope's memo is taken out while the transaction runs and put back only after a
+        // commit: a failure anywhere forgets it (it is loaded again on the next use).
+        let mut scope = if self.skip_settled {
+            Some(self.scope_memo(&mut tx, tenant, partition, &keys).await?)
+        } else {
+            None
+        };
+        let mut skip = match &scope {
+            Some(scope) => {
+                let covered: Vec<bool> = updates
+                    .iter()
+                    .zip(&keys)
+                    .map(|(o, k)| scope.memo.covers(k, o.timestamp))
+                    .collect();
+                plan_skips(updates, &covered)
+            }
+            None => vec![false; updates.len()],
+        };
+        let (rest, state, outcome) = loop {
+            let rest: Cow<'_, [Observation]> = if skip.iter().any(|s| *s) {
+                Cow::Owned(
+                    updates
+                        .iter()
+                        .zip(&skip)
+                        .filter(|(_, s)| !**s)
+                        .map(|(o, _)| o.clone())
+                        .collect(),
+                )
+            } else {
+                Cow::Borrowed(updates)
+            };
+            let lookups = required_lookups(&rest);
+            let state = store::load_state(&mut tx, tenant, partition, &lookups).await?;
+            let outcome = reconcile(&state, &rest, &self.reconcile).map_err(Error::from)?;
+            // A device the other updates touched is not settled any more: reconcile its
+            // skipped update with them, from the same stored state.
+            if !keys.is_empty() && demote_touched(&mut skip, &keys, &outcome) {
+                continue;
+            }
+            break (rest, state, outcome);
+        };
+        let skipped = skip.iter().filter(|s| **s).count();
+        let settled = if scope.is_some() {
+            settled_by(&state, &rest, &outcome, &self.reconcile)
+        } else {
+            Vec::new()
+        };
         drop(state);
-        let report = GroupReport::of(&outcome);
+        let mut report = GroupReport::of(&outcome);
+        report.unchanged += skipped;
+        self.metrics.updates_skipped.inc_by(skipped as u64);
         if !outcome.has_writes() {
             tx.commit().await?;
+            if let Some(mut scope) = scope.take() {
+                scope.memo.record(&outcome, settled);
+                self.put_scope_memo(tenant, partition, scope);
+            }
             return Ok(report);
         }
         // Statistics are refreshed whenever the tables have doubled (see [`Growth`]); devices
@@ -438,7 +512,9 @@ impl Ingest {
             .lock()
             .map(|mut g| g.add(inserted))
             .unwrap_or(false);
-        let written = store::write_outcome(&mut tx, tenant, partition, &outcome, analyze).await?;
+        let digests: HashMap<_, _> = settled.iter().map(|(uid, s)| (*uid, s.digest)).collect();
+        let written =
+            store::write_outcome(&mut tx, tenant, partition, &outcome, &digests, analyze).await?;
         let changes = inventory::device_changes(partition, &outcome, &written);
         let messages =
             inventory::outbox_messages(tenant, changes, self.outbox.max_devices_per_message)?;
@@ -448,12 +524,86 @@ impl Ingest {
         let mut events = inventory::merge_events(tenant, partition, &outcome, now);
         events.extend(inventory::churn_event(tenant, partition, &outcome, now));
         store::enqueue_events(&mut tx, tenant, EVENT_KIND, &events).await?;
+        let epoch = store::bump_epoch(&mut tx, tenant, partition).await?;
         tx.commit().await?;
         self.outbox_notify.notify_one();
+        if let Some(mut scope) = scope.take() {
+            scope.epoch = epoch;
+            scope.memo.record(&outcome, settled);
+            self.put_scope_memo(tenant, partition, scope);
+        }
         if analyze && let Err(e) = sqlx::query("ANALYZE identifiers").execute(&self.pool).await {
             tracing::warn!(error = %e, "Cannot refresh planner statistics");
         }
         Ok(report)
+    }
+
+    /// The scope's memo, valid for this transaction (the scope lock is held): the remembered
+    /// one while the stored epoch is unchanged; else, for a scope this replica has not used
+    /// yet, every settled device loaded from Postgres; else (another replica wrote the scope)
+    /// an empty one that looks devices up as needed. An incomplete memo learns the settled
+    /// devices among `keys` it does not know from Postgres.
+    async fn scope_memo(
+        &self,
+        conn: &mut sqlx::PgConnection,
+        tenant: TenantId,
+        partition: &str,
+        keys: &[Key],
+    ) -> Result<ScopeMemo> {
+        let epoch = store::scope_epoch(conn, tenant, partition).await?;
+        let remembered = self
+            .memos
+            .lock()
+            .ok()
+            .and_then(|mut m| m.remove(&(tenant, partition.to_owned())));
+        if let Some(old) = &remembered {
+            self.metrics.settled_devices.dec_by(old.memo.len() as i64);
+        }
+        let mut scope = match remembered {
+            Some(scope) if scope.epoch == epoch => scope,
+            Some(_) => ScopeMemo {
+                epoch,
+                complete: false,
+                memo: Memo::default(),
+            },
+            None => {
+                let mut memo = Memo::default();
+                store::load_settled(conn, tenant, partition, None, &self.reconcile, &mut memo)
+                    .await?;
+                self.metrics.settled_loads.inc();
+                ScopeMemo {
+                    epoch,
+                    complete: true,
+                    memo,
+                }
+            }
+        };
+        if !scope.complete {
+            let unknown: Vec<_> = keys
+                .iter()
+                .map(|k| k.uid)
+                .filter(|uid| !scope.memo.contains(uid))
+                .collect();
+            if !unknown.is_empty() {
+                store::load_settled(
+                    conn,
+                    tenant,
+                    partition,
+                    Some(&unknown),
+                    &self.reconcile,
+                    &mut scope.memo,
+                )
+                .await?;
+            }
+        }
+        Ok(scope)
+    }
+
+    fn put_scope_memo(&self, tenant: TenantId, partition: &str, scope: ScopeMemo) {
+        self.metrics.settled_devices.inc_by(scope.memo.len() as i64);
+        if let Ok(mut m) = self.memos.lock() {
+            m.insert((tenant, partition.to_owned()), scope);
+        }
     }
 }
 

@@ -118,6 +118,8 @@ impl App {
             metrics: metrics.clone(),
             outbox_notify: notify,
             analyze: Arc::default(),
+            skip_settled: config.reconcile.skip_settled,
+            memos: Arc::default(),
         });
         let outbox = outbox::Outbox {
             pool: pool.clone(),

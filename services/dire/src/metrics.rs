@@ -33,6 +33,12 @@ pub struct Metrics {
     pub poison_messages: Counter,
     /// Single updates rejected inside otherwise valid messages.
     pub updates_rejected: Counter,
+    /// Updates skipped without loading their device: it already holds what they state.
+    pub updates_skipped: Counter,
+    /// Settled devices remembered, over every scope.
+    pub settled_devices: Gauge,
+    /// Scopes whose settled devices were loaded from Postgres (first use, or after an error).
+    pub settled_loads: Counter,
     /// Messages nak'd for a retry.
     pub naks: Counter,
     /// Messages left for this consumer in the stream (`num_pending`).
@@ -58,6 +64,9 @@ impl Default for Metrics {
             identifier_conflicts: Counter::default(),
             poison_messages: Counter::default(),
             updates_rejected: Counter::default(),
+            updates_skipped: Counter::default(),
+            settled_devices: Gauge::default(),
+            settled_loads: Counter::default(),
             naks: Counter::default(),
             consumer_lag: Gauge::default(),
             batch_latency: Histogram::new([
@@ -124,6 +133,21 @@ impl Metrics {
             "updates_rejected",
             "Single device updates rejected (no IP, bad timestamp, malformed)",
             self.updates_rejected.clone(),
+        );
+        r.register(
+            "updates_skipped",
+            "Updates skipped without loading their device, which already holds what they state",
+            self.updates_skipped.clone(),
+        );
+        r.register(
+            "settled_devices",
+            "Settled devices remembered, over every scope",
+            self.settled_devices.clone(),
+        );
+        r.register(
+            "settled_loads",
+            "Scopes whose settled devices were loaded from Postgres",
+            self.settled_loads.clone(),
         );
         r.register("naks", "Messages nak'd for a retry", self.naks.clone());
         r.register(

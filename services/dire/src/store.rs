@@ -2,16 +2,18 @@
 //! write a decided [`Outcome`] and enqueue outbox rows. Every statement is scoped by
 //! (tenant_id, partition) and moves whole arrays (`UNNEST`), never one row per round trip.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 
 use chrono::{DateTime, Utc};
+use futures::TryStreamExt as _;
 use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, Row};
 use sr_core::TenantId;
 use sr_core::inventory::SweepHint;
 use sr_reconcile::{
-    DeviceRecord, DeviceUid, Identifier, KnownState, Lookups, Observation, Outcome,
+    ContentDigest, DeviceRecord, DeviceUid, Identifier, KnownState, Lookups, Memo, Observation,
+    Outcome, ReconcileConfig, Settled, content_digest,
 };
 use uuid::Uuid;
 
@@ -45,6 +47,90 @@ pub async fn lock_scope(conn: &mut PgConnection, tenant: TenantId, partition: &s
     .execute(conn)
     .await?;
     Ok(())
+}
+
+/// The scope's epoch (0 before its first write); read under the scope lock.
+///
+/// # Errors
+/// Database failure.
+pub async fn scope_epoch(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    partition: &str,
+) -> Result<i64> {
+    let epoch: Option<i64> = sqlx::query_scalar(
+        "SELECT epoch FROM scope_epochs WHERE tenant_id = $1 AND partition = $2",
+    )
+    .bind(tenant.as_uuid())
+    .bind(partition)
+    .fetch_optional(conn)
+    .await?;
+    Ok(epoch.unwrap_or(0))
+}
+
+/// Bumps the scope's epoch (every writing transaction does, under the scope lock); returns the
+/// new value.
+///
+/// # Errors
+/// Database failure.
+pub async fn bump_epoch(conn: &mut PgConnection, tenant: TenantId, partition: &str) -> Result<i64> {
+    let epoch: i64 = sqlx::query_scalar(
+        "INSERT INTO scope_epochs (tenant_id, partition, epoch) VALUES ($1, $2, 1)
+         ON CONFLICT (tenant_id, partition) DO UPDATE SET epoch = scope_epochs.epoch + 1
+         RETURNING epoch",
+    )
+    .bind(tenant.as_uuid())
+    .bind(partition)
+    .fetch_one(conn)
+    .await?;
+    Ok(epoch)
+}
+
+/// Adds the scope's settled devices to `memo`: every one (`uids` = `None`, streamed) or those
+/// among `uids`. Returns how many were added.
+///
+/// # Errors
+/// Database failure, or rows that do not decode ([`Error::Corrupt`]).
+pub async fn load_settled(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    partition: &str,
+    uids: Option<&[DeviceUid]>,
+    cfg: &ReconcileConfig,
+    memo: &mut Memo,
+) -> Result<usize> {
+    // Two statements: one generic plan for both would not know whether to probe or scan.
+    const ALL: &str = "SELECT uid, settled, first_seen, last_seen FROM devices
+         WHERE tenant_id = $1 AND partition = $2 AND settled IS NOT NULL";
+    const SOME: &str = "SELECT d.uid, d.settled, d.first_seen, d.last_seen
+         FROM UNNEST($3::text[]) AS k(uid)
+         JOIN devices d ON d.tenant_id = $1 AND d.partition = $2 AND d.uid = k.uid
+        WHERE d.settled IS NOT NULL";
+    let uids: Option<Vec<String>> = uids.map(|u| u.iter().map(ToString::to_string).collect());
+    let query =
+        sqlx::query_as::<_, (String, Vec<u8>, DateTime<Utc>, DateTime<Utc>)>(if uids.is_some() {
+            SOME
+        } else {
+            ALL
+        })
+        .bind(tenant.as_uuid())
+        .bind(partition);
+    let query = match uids {
+        Some(u) => query.bind(u),
+        None => query,
+    };
+    let mut rows = query.fetch(conn);
+    let mut added = 0;
+    while let Some((uid, digest, first_seen, last_seen)) = rows.try_next().await? {
+        let digest: ContentDigest = digest
+            .try_into()
+            .map_err(|d: Vec<u8>| Error::Corrupt(format!("settled digest of {} bytes", d.len())))?;
+        if let Some(s) = Settled::new(digest, first_seen, last_seen, cfg) {
+            memo.insert(parse_uid(&uid)?, s);
+            added += 1;
+        }
+    }
+    Ok(added)
 }
 
 const LOAD_DEVICES: &str = r"
@@ -145,7 +231,7 @@ fn device_from_row(row: &PgRow) -> Result<DeviceRecord> {
 
 /// Device rows as column arrays for `UNNEST`.
 #[derive(Default)]
-struct Columns {
+struct Columns<'s> {
     uid: Vec<String>,
     ip: Vec<Option<IpAddr>>,
     mac: Vec<Option<String>>,
@@ -162,10 +248,16 @@ struct Columns {
     last_seen: Vec<DateTime<Utc>>,
     metadata: Vec<serde_json::Value>,
     hints: Vec<serde_json::Value>,
+    settled: Vec<Option<&'s [u8]>>,
 }
 
-impl Columns {
-    fn of<'a>(records: impl ExactSizeIterator<Item = &'a DeviceRecord>) -> Result<Self> {
+impl<'s> Columns<'s> {
+    /// The columns of `records`; `settled` names the rows that reflect an update entirely
+    /// (every other row is written with `settled = NULL`).
+    fn of<'a>(
+        records: impl ExactSizeIterator<Item = &'a DeviceRecord>,
+        settled: &'s HashMap<DeviceUid, ContentDigest>,
+    ) -> Result<Self> {
         let n = records.len();
         let mut c = Columns {
             uid: Vec::with_capacity(n),
@@ -188,6 +280,8 @@ impl Columns {
             c.last_seen.push(r.last_seen);
             c.metadata.push(serde_json::to_value(&r.metadata)?);
             c.hints.push(serde_json::to_value(&r.sweep_hints)?);
+            c.settled
+                .push(settled.get(&r.uid).map(<[u8; 16]>::as_slice));
         }
         Ok(c)
     }
@@ -212,6 +306,7 @@ impl Columns {
             .bind(&self.last_seen)
             .bind(&self.metadata)
             .bind(&self.hints)
+            .bind(&self.settled)
     }
 }
 
@@ -228,9 +323,9 @@ fn join<'a>(items: impl Iterator<Item = &'a String>) -> String {
 
 const UNNEST_DEVICES: &str = r"UNNEST($3::text[], $4::inet[], $5::text[], $6::text[], $7::text[],
     $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::bool[],
-    $15::timestamptz[], $16::timestamptz[], $17::jsonb[], $18::jsonb[])
+    $15::timestamptz[], $16::timestamptz[], $17::jsonb[], $18::jsonb[], $19::bytea[])
     AS u(uid, ip, mac, hostname, name, type, vendor, model, os, agent_id, sources, is_available,
-         first_seen, last_seen, metadata, hints)";
+         first_seen, last_seen, metadata, hints, settled)";
 
 const SOURCES: &str = r"COALESCE(string_to_array(NULLIF(u.sources, ''), E'\x1f'), '{}')";
 
@@ -270,12 +365,10 @@ async fn insert_identifiers<'a, U: std::fmt::Display + 'a>(
 
 /// The rows an ingest writes for observations of devices nobody has seen yet: one canonical
 /// device record per observation (sorted by uid) and one identifier row per strong identifier
-/// (sorted by identifier, paired with the owning uid). No reconciliation happens: two
-/// observations of one device give two records.
+/// (sorted by identifier, paired with the owning uid), and the content digest each record
+/// reflects. No reconciliation happens: two observations of one device give two records.
 #[must_use]
-pub fn new_device_rows(
-    observations: &[Observation],
-) -> (Vec<DeviceRecord>, Vec<(Identifier, String)>) {
+pub fn new_device_rows(observations: &[Observation]) -> NewRows {
     let mut records: Vec<DeviceRecord> = observations
         .iter()
         .map(|o| {
@@ -299,7 +392,26 @@ pub fn new_device_rows(
         })
         .collect();
     ids.sort();
-    (records, ids)
+    let settled = observations
+        .iter()
+        .map(|o| (o.canonical_id(), content_digest(o)))
+        .collect();
+    NewRows {
+        records,
+        identifiers: ids,
+        settled,
+    }
+}
+
+/// What [`new_device_rows`] gives.
+#[derive(Debug)]
+pub struct NewRows {
+    /// Device rows, by uid.
+    pub records: Vec<DeviceRecord>,
+    /// Identifier rows with their owner, by identifier.
+    pub identifiers: Vec<(Identifier, String)>,
+    /// The content digest each row reflects.
+    pub settled: HashMap<DeviceUid, ContentDigest>,
 }
 
 /// A plain bulk insert of `observations` as new devices with DIRE's own insert statements:
@@ -317,8 +429,12 @@ pub async fn plain_insert(
     observations: &[Observation],
     growth: &mut Growth,
 ) -> Result<usize> {
-    let (records, ids) = new_device_rows(observations);
-    insert_devices(conn, tenant, partition, &records).await?;
+    let NewRows {
+        records,
+        identifiers: ids,
+        settled,
+    } = new_device_rows(observations);
+    insert_devices(conn, tenant, partition, &records, &settled).await?;
     if growth.add((records.len() + ids.len()) as u64) {
         analyze_devices_now(conn).await?;
     }
@@ -349,7 +465,8 @@ pub async fn analyze_devices_now(conn: &mut PgConnection) -> Result<()> {
     Ok(())
 }
 
-/// Inserts device rows (sorted by uid); returns their revisions.
+/// Inserts device rows (sorted by uid), with the content digests of the rows in `settled`;
+/// returns their revisions.
 ///
 /// # Errors
 /// Database failure.
@@ -358,18 +475,19 @@ pub async fn insert_devices(
     tenant: TenantId,
     partition: &str,
     records: &[DeviceRecord],
+    settled: &HashMap<DeviceUid, ContentDigest>,
 ) -> Result<Vec<(String, i64)>> {
     if records.is_empty() {
         return Ok(Vec::new());
     }
-    let cols = Columns::of(records.iter())?;
+    let cols = Columns::of(records.iter(), settled)?;
     let sql = format!(
         "INSERT INTO devices (tenant_id, partition, uid, ip, mac, hostname, name, type, vendor,
              model, os, agent_id, discovery_sources, is_available, first_seen, last_seen,
-             metadata, sweep_hints, revision)
+             metadata, sweep_hints, settled, revision)
          SELECT $1, $2, u.uid, u.ip, u.mac, u.hostname, u.name, u.type, u.vendor, u.model, u.os,
                 u.agent_id, {SOURCES}, u.is_available, u.first_seen, u.last_seen, u.metadata,
-                u.hints, nextval('device_revisions')
+                u.hints, u.settled, nextval('device_revisions')
            FROM {UNNEST_DEVICES}
          RETURNING uid, revision"
     );
@@ -382,7 +500,8 @@ pub async fn insert_devices(
         .collect()
 }
 
-/// Rewrites changed device rows in place (sorted by uid); returns their new revisions.
+/// Rewrites changed device rows in place (sorted by uid), with the content digests of the rows
+/// in `settled` (every other row's is cleared); returns their new revisions.
 ///
 /// # Errors
 /// Database failure, or a row that vanished ([`Error::Corrupt`]).
@@ -391,18 +510,20 @@ pub async fn update_devices(
     tenant: TenantId,
     partition: &str,
     records: &[&DeviceRecord],
+    settled: &HashMap<DeviceUid, ContentDigest>,
 ) -> Result<Vec<(String, i64)>> {
     if records.is_empty() {
         return Ok(Vec::new());
     }
-    let cols = Columns::of(records.iter().copied())?;
+    let cols = Columns::of(records.iter().copied(), settled)?;
     let sql = format!(
         "UPDATE devices AS d
             SET ip = u.ip, mac = u.mac, hostname = u.hostname, name = u.name, type = u.type,
                 vendor = u.vendor, model = u.model, os = u.os, agent_id = u.agent_id,
                 discovery_sources = {SOURCES}, is_available = u.is_available,
                 first_seen = u.first_seen, last_seen = u.last_seen, metadata = u.metadata,
-                sweep_hints = u.hints, revision = nextval('device_revisions'), updated_at = now()
+                sweep_hints = u.hints, settled = u.settled,
+                revision = nextval('device_revisions'), updated_at = now()
            FROM {UNNEST_DEVICES}
           WHERE d.tenant_id = $1 AND d.partition = $2 AND d.uid = u.uid
          RETURNING d.uid, d.revision"
@@ -433,7 +554,8 @@ pub struct Written {
 
 /// Writes an outcome in the order that keeps foreign keys and uniqueness satisfied at every
 /// statement: device inserts, device updates, identifier re-points, identifier inserts, merge
-/// audit rows, deletes of merged-away devices. Every list is already sorted by key.
+/// audit rows, deletes of merged-away devices. Every list is already sorted by key. Rows named
+/// in `settled` get its content digest, every other written row none.
 ///
 /// # Errors
 /// Database failure.
@@ -442,18 +564,19 @@ pub async fn write_outcome(
     tenant: TenantId,
     partition: &str,
     outcome: &Outcome,
+    settled: &HashMap<DeviceUid, ContentDigest>,
     analyze_devices: bool,
 ) -> Result<Written> {
     let mut written = Written::default();
     let t = tenant.as_uuid();
-    for (uid, rev) in insert_devices(conn, tenant, partition, &outcome.inserts).await? {
+    for (uid, rev) in insert_devices(conn, tenant, partition, &outcome.inserts, settled).await? {
         written.revisions.insert(uid, rev);
     }
     if analyze_devices {
         analyze_devices_now(conn).await?;
     }
     let updates: Vec<&DeviceRecord> = outcome.updates.iter().map(|w| &w.record).collect();
-    for (uid, rev) in update_devices(conn, tenant, partition, &updates).await? {
+    for (uid, rev) in update_devices(conn, tenant, partition, &updates, settled).await? {
         written.revisions.insert(uid, rev);
     }
     if !outcome.identifier_repoints.is_empty() {

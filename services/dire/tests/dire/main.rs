@@ -13,3 +13,4 @@ mod common;
 mod consumer;
 mod faker;
 mod rules;
+mod settled;

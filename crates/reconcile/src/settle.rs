@@ -1,0 +1,326 @@
+//! Skipping updates that cannot change anything.
+//!
+//! A re-sync reports every device again, almost all of them exactly as before. Reconciling such
+//! an update needs the stored state of its device (several index probes) only to find that
+//! nothing changes. A device *settled* by an update holds everything that update states: after
+//! an update with the same content (everything but the timestamp) arrives again, within the
+//! window in which it would not even refresh `last_seen`, reconciling it writes nothing, as
+//! long as the device has not been written since. [`settled_by`] names, after a batch, the
+//! devices its updates settled; [`Memo`] remembers them per scope and says which updates of the
+//! next batch are candidates to skip; [`plan_skips`] and [`demote_touched`] keep a batch whose
+//! other updates touch a candidate's device exactly as if nothing had been skipped.
+//!
+//! A settled device is keyed by its uid, which must be the update's own canonical id (an update
+//! resolving to a device created from other evidence is never skipped).
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::net::IpAddr;
+
+use chrono::{DateTime, Utc};
+use sha2::{Digest as _, Sha256};
+
+use crate::identifier::Identifier;
+use crate::observation::Observation;
+use crate::outcome::Outcome;
+use crate::reconcile::{ReconcileConfig, fold_updates};
+use crate::state::{DeviceRecord, KnownState};
+use crate::uid::DeviceUid;
+
+/// SHA-256 (first 16 bytes) of everything an update states except its timestamp.
+pub type ContentDigest = [u8; 16];
+
+/// The content digest of an update: every field but `timestamp`, in a fixed unambiguous
+/// encoding (JSON of the fields in declaration order).
+#[must_use]
+pub fn content_digest(o: &Observation) -> ContentDigest {
+    let content = (
+        &o.ip,
+        &o.device_id,
+        &o.source,
+        &o.agent_id,
+        &o.gateway_id,
+        &o.partition,
+        &o.hostname,
+        &o.mac,
+        &o.metadata,
+        &o.is_available,
+    );
+    // Serialising plain strings, maps and options into a Vec cannot fail.
+    let encoded = serde_json::to_vec(&content).unwrap_or_default();
+    let hash = Sha256::digest(&encoded);
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&hash[..16]);
+    out
+}
+
+/// A device settled by an update with `digest`: another update with that content whose time
+/// lies in `[from, until)` (whole seconds since 1970, rounded inwards) changes nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Settled {
+    /// Content digest of the update.
+    pub digest: ContentDigest,
+    from: u32,
+    until: u32,
+}
+
+impl Settled {
+    /// The window of a device row: from its `first_seen` (an earlier update would move it)
+    /// until `last_seen + last_seen_precision` (a later one would refresh `last_seen`). `None`
+    /// when the window is empty or outside the years 1970–2106.
+    #[must_use]
+    pub fn new(
+        digest: ContentDigest,
+        first_seen: DateTime<Utc>,
+        last_seen: DateTime<Utc>,
+        cfg: &ReconcileConfig,
+    ) -> Option<Settled> {
+        let first = first_seen.timestamp() + i64::from(first_seen.timestamp_subsec_nanos() > 0);
+        let until = (last_seen + cfg.last_seen_precision).timestamp();
+        let from = u32::try_from(first).ok()?;
+        let until = u32::try_from(until).ok()?;
+        (from < until).then_some(Settled {
+            digest,
+            from,
+            until,
+        })
+    }
+
+    /// True when an update with `digest` seen at `at` would leave the device as it is.
+    #[must_use]
+    pub fn covers(&self, digest: &ContentDigest, at: DateTime<Utc>) -> bool {
+        let secs = at.timestamp();
+        *digest == self.digest && secs >= i64::from(self.from) && secs < i64::from(self.until)
+    }
+}
+
+/// True when applying `o`, as a fresh sighting, to `record` changes nothing but possibly
+/// `last_seen` (and not even that within the precision).
+fn reflects(record: &DeviceRecord, o: &Observation, cfg: &ReconcileConfig) -> bool {
+    let mut probe = o.clone();
+    probe.timestamp = record.last_seen;
+    let folded = fold_updates(
+        Some(record.clone()),
+        record.uid,
+        &[&probe],
+        Some(o.ip),
+        Some(record),
+        cfg,
+    );
+    folded == *record
+}
+
+/// Every device the outcome mentions: written, deleted, merged, given or re-pointed an
+/// identifier, moved or cleared an IP, in a conflict or a refused merge, or resolved to.
+fn touched(outcome: &Outcome) -> HashSet<DeviceUid> {
+    let mut out: HashSet<DeviceUid> = outcome.changed_uids().into_iter().collect();
+    out.extend(outcome.identifier_inserts.values().copied());
+    for r in outcome.identifier_repoints.values() {
+        out.extend([r.from, r.to]);
+    }
+    for m in &outcome.merges {
+        out.extend([m.from, m.to]);
+    }
+    for m in &outcome.ip_moves {
+        out.extend([m.from, m.to]);
+    }
+    out.extend(outcome.ip_cleared.iter().map(|c| c.uid));
+    for c in &outcome.conflicts {
+        out.extend([c.held_by, c.claimed_by]);
+    }
+    for b in &outcome.blocked_merges {
+        out.extend([b.first, b.second]);
+    }
+    out.extend(outcome.resolutions.iter().copied());
+    out
+}
+
+/// The devices `batch` settled, given the state it was reconciled against and its outcome: a
+/// device settled by an update is the one update of the batch that resolved to it, its uid is
+/// that update's canonical id, it took part in no merge, conflict, refused merge or IP loss,
+/// it holds every identifier of the update afterwards, and the update applied to its new row
+/// changes nothing.
+#[must_use]
+pub fn settled_by(
+    before: &KnownState,
+    batch: &[Observation],
+    outcome: &Outcome,
+    cfg: &ReconcileConfig,
+) -> Vec<(DeviceUid, Settled)> {
+    let mut resolved: HashMap<DeviceUid, usize> = HashMap::new();
+    for r in &outcome.resolutions {
+        *resolved.entry(*r).or_default() += 1;
+    }
+    let mut excluded: HashSet<DeviceUid> = outcome.deletes.iter().copied().collect();
+    for m in &outcome.merges {
+        excluded.extend([m.from, m.to]);
+    }
+    for c in &outcome.conflicts {
+        excluded.extend([c.held_by, c.claimed_by]);
+    }
+    for b in &outcome.blocked_merges {
+        excluded.extend([b.first, b.second]);
+    }
+    excluded.extend(outcome.ip_moves.iter().map(|m| m.from));
+    excluded.extend(outcome.ip_cleared.iter().map(|c| c.uid));
+    let written: HashMap<DeviceUid, &DeviceRecord> = outcome
+        .inserts
+        .iter()
+        .chain(outcome.updates.iter().map(|w| &w.record))
+        .map(|r| (r.uid, r))
+        .collect();
+    let owner = |id: &Identifier| {
+        outcome
+            .identifier_inserts
+            .get(id)
+            .copied()
+            .or_else(|| outcome.identifier_repoints.get(id).map(|r| r.to))
+            .or_else(|| before.owner(id))
+    };
+    let mut out = Vec::new();
+    for (o, uid) in batch.iter().zip(&outcome.resolutions) {
+        if resolved.get(uid) != Some(&1) || excluded.contains(uid) {
+            continue;
+        }
+        let ids = o.identifiers();
+        if crate::uid::canonical_id(&o.partition, &ids, o.ip) != *uid {
+            continue;
+        }
+        let Some(record) = written.get(uid).copied().or_else(|| before.device(uid)) else {
+            continue;
+        };
+        if ids.iter().any(|id| owner(id) != Some(*uid)) || !reflects(record, o, cfg) {
+            continue;
+        }
+        if let Some(s) = Settled::new(content_digest(o), record.first_seen, record.last_seen, cfg) {
+            out.push((*uid, s));
+        }
+    }
+    out
+}
+
+/// What the memo knows of one update of a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Key {
+    /// The update's canonical id (the key of a device it settled).
+    pub uid: DeviceUid,
+    /// The update's content digest.
+    pub digest: ContentDigest,
+}
+
+impl Key {
+    /// The key of an update.
+    #[must_use]
+    pub fn of(o: &Observation) -> Key {
+        Key {
+            uid: o.canonical_id(),
+            digest: content_digest(o),
+        }
+    }
+}
+
+/// The settled devices of one (tenant, partition) scope, valid as long as nothing but the
+/// owner of the memo writes the scope (the caller checks that).
+#[derive(Debug, Default, Clone)]
+pub struct Memo {
+    entries: HashMap<DeviceUid, Settled>,
+}
+
+impl Memo {
+    /// An empty memo with room for `n` devices.
+    #[must_use]
+    pub fn with_capacity(n: usize) -> Memo {
+        Memo {
+            entries: HashMap::with_capacity(n),
+        }
+    }
+
+    /// Devices remembered.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// True when nothing is remembered.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// True when the memo holds an entry (settled or not) for `uid`.
+    #[must_use]
+    pub fn contains(&self, uid: &DeviceUid) -> bool {
+        self.entries.contains_key(uid)
+    }
+
+    /// Remembers that `uid` is settled.
+    pub fn insert(&mut self, uid: DeviceUid, settled: Settled) {
+        self.entries.insert(uid, settled);
+    }
+
+    /// True when the update with `key` seen at `at` changes nothing (by itself).
+    #[must_use]
+    pub fn covers(&self, key: &Key, at: DateTime<Utc>) -> bool {
+        self.entries
+            .get(&key.uid)
+            .is_some_and(|s| s.covers(&key.digest, at))
+    }
+
+    /// Forgets every device the outcome touched, then remembers the devices it settled.
+    pub fn record(
+        &mut self,
+        outcome: &Outcome,
+        settled: impl IntoIterator<Item = (DeviceUid, Settled)>,
+    ) {
+        for uid in touched(outcome) {
+            self.entries.remove(&uid);
+        }
+        self.entries.extend(settled);
+    }
+}
+
+/// Which updates of a batch to skip, given which ones the memo covers: a covered update is
+/// skipped unless an update reconciled anyway carries its IP or one of its identifiers.
+#[must_use]
+pub fn plan_skips(batch: &[Observation], covered: &[bool]) -> Vec<bool> {
+    let mut skip = covered.to_vec();
+    if !skip.contains(&true) {
+        return skip;
+    }
+    let keys: Vec<(IpAddr, Vec<Identifier>)> =
+        batch.iter().map(|o| (o.ip, o.identifiers())).collect();
+    loop {
+        let mut ips: HashSet<IpAddr> = HashSet::new();
+        let mut ids: BTreeSet<&Identifier> = BTreeSet::new();
+        for (k, (ip, held)) in keys.iter().enumerate() {
+            if !skip[k] {
+                ips.insert(*ip);
+                ids.extend(held);
+            }
+        }
+        let mut demoted = false;
+        for (k, (ip, held)) in keys.iter().enumerate() {
+            if skip[k] && (ips.contains(ip) || held.iter().any(|id| ids.contains(id))) {
+                skip[k] = false;
+                demoted = true;
+            }
+        }
+        if !demoted {
+            return skip;
+        }
+    }
+}
+
+/// After reconciling the updates not skipped: un-skips every skipped update whose device
+/// (`keys[k].uid`) the outcome touched. True when any was un-skipped: the caller must
+/// reconcile the larger set again (from the same stored state).
+pub fn demote_touched(skip: &mut [bool], keys: &[Key], outcome: &Outcome) -> bool {
+    let touched = touched(outcome);
+    let mut demoted = false;
+    for (s, key) in skip.iter_mut().zip(keys) {
+        if *s && touched.contains(&key.uid) {
+            *s = false;
+            demoted = true;
+        }
+    }
+    demoted
+}

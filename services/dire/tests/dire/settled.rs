@@ -1,0 +1,195 @@
+//! Skipping settled devices: a re-sync of unchanged devices is not reconciled again, and the
+//! inventory ends exactly as if every update had been (restarts, other replicas, churn).
+
+use std::sync::Arc;
+
+use serde_json::Value;
+use sr_core::TenantId;
+use sr_dire::ingest::Ingest;
+use sr_reconcile::Observation;
+
+use crate::common::*;
+use crate::faker;
+
+fn armis_fleet(n: usize, minutes: i64) -> Vec<Value> {
+    (1..=n)
+        .map(|i| {
+            with(
+                armis(
+                    &i.to_string(),
+                    &format!("10.7.{}.{}", i / 250, i % 250 + 1),
+                    minutes,
+                ),
+                "hostname",
+                Value::String(format!("host-{i}")),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_resync_of_unchanged_devices_is_skipped_and_rewrites_nothing_even_after_a_restart() {
+    let env = Env::new();
+    let t = TenantId::random();
+    let app = env.start().await;
+    env.ingest(t, &armis_fleet(300, 0)).await;
+    let before = env.devices(t).await;
+    let revision = || env.scalar("SELECT max(revision) FROM devices");
+    let rev = revision().await;
+    assert_eq!(
+        env.scalar("SELECT count(*) FROM devices WHERE settled IS NOT NULL")
+            .await,
+        300,
+        "every created row records the update it reflects"
+    );
+
+    env.ingest(t, &armis_fleet(300, 5)).await;
+    assert_eq!(app.metrics.updates_skipped.get(), 300);
+    assert_eq!(app.metrics.devices_with("unchanged"), 300);
+    assert_eq!(env.devices(t).await, before);
+    assert_eq!(revision().await, rev, "no row was written");
+
+    // Ten changed devices are reconciled (and written); the rest are skipped again.
+    let mut changed = armis_fleet(300, 6);
+    for u in changed.iter_mut().take(10) {
+        u["hostname"] = Value::String("renamed".into());
+    }
+    env.ingest(t, &changed).await;
+    assert_eq!(app.metrics.updates_skipped.get(), 300 + 290);
+    assert_eq!(app.metrics.devices_with("updated"), 10);
+    let renamed = env
+        .scalar("SELECT count(*) FROM devices WHERE hostname = 'renamed' AND settled IS NOT NULL")
+        .await;
+    assert_eq!(
+        renamed, 10,
+        "a rewritten row records the update it now reflects"
+    );
+    app.stop().await;
+
+    // A new process learns the settled devices from Postgres.
+    let app = env.start().await;
+    let after = env.devices(t).await;
+    env.ingest(t, &changed).await;
+    assert_eq!(app.metrics.updates_skipped.get(), 300);
+    assert_eq!(app.metrics.settled_loads.get(), 1);
+    assert_eq!(env.devices(t).await, after);
+    // Beyond the last_seen precision the same content is a write again (last_seen refreshed).
+    env.ingest(t, &armis_fleet(300, 6 + 15)).await;
+    assert_eq!(app.metrics.updates_skipped.get(), 300);
+    assert_eq!(app.metrics.devices_with("updated"), 300);
+    app.stop().await;
+}
+
+async fn ingest_instance(env: &Env, skip_settled: bool) -> Ingest {
+    let mut config = env.config();
+    config.reconcile.skip_settled = skip_settled;
+    let pool = sr_runtime::db::connect_and_migrate(&config.database, &sr_dire::MIGRATOR)
+        .await
+        .unwrap();
+    Ingest {
+        pool,
+        consumer: config.consumer.clone(),
+        outbox: config.outbox.clone(),
+        subjects: config.nats.subjects(),
+        reconcile: config.reconcile_config(),
+        metrics: sr_dire::Metrics::default(),
+        outbox_notify: Arc::default(),
+        analyze: Arc::default(),
+        skip_settled,
+        memos: Arc::default(),
+    }
+}
+
+fn observations(updates: &[Value]) -> Vec<Observation> {
+    updates
+        .iter()
+        .map(|u| {
+            let fields: sr_reconcile::DeviceUpdateFields =
+                serde_json::from_value(u.clone()).unwrap();
+            Observation::from_update(&fields).unwrap()
+        })
+        .collect()
+}
+
+/// Device rows of a tenant without the tenant (to compare two tenants fed the same updates).
+async fn rows(env: &Env, t: TenantId) -> Vec<Value> {
+    env.devices(t)
+        .await
+        .into_iter()
+        .map(|mut d| {
+            d.as_object_mut().unwrap().remove("tenant_id");
+            d
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_replica_does_not_trust_what_it_remembers_once_another_replica_wrote_the_scope() {
+    let env = Env::new();
+    let (a, b) = (
+        ingest_instance(&env, true).await,
+        ingest_instance(&env, true).await,
+    );
+    let reference = ingest_instance(&env, false).await;
+    let (t, r) = (TenantId::random(), TenantId::random());
+    let first = observations(&armis_fleet(3, 0));
+    let mut other = observations(&armis_fleet(1, 2));
+    other[0].hostname = Some("from-netbox".into());
+    other[0].source = Some("netbox".into());
+    let again = observations(&armis_fleet(3, 4));
+
+    a.apply_group(t, "default", &first).await.unwrap();
+    b.apply_group(t, "default", &other).await.unwrap();
+    let report = a.apply_group(t, "default", &again).await.unwrap();
+    for batch in [&first, &other, &again] {
+        reference.apply_group(r, "default", batch).await.unwrap();
+    }
+    assert_eq!(
+        a.metrics.updates_skipped.get(),
+        2,
+        "device 1 was written by the other replica: its update is reconciled"
+    );
+    assert_eq!(report.updated, 1);
+    assert_eq!(rows(&env, t).await, rows(&env, r).await);
+    assert_eq!(rows(&env, t).await[0]["hostname"].as_str(), Some("host-1"));
+}
+
+#[tokio::test]
+async fn skipping_ends_in_the_same_inventory_as_reconciling_everything_under_churn() {
+    const DEVICES: usize = 2_000;
+    let env = Env::new();
+    let skipping = ingest_instance(&env, true).await;
+    let everything = ingest_instance(&env, false).await;
+    let (t, r) = (TenantId::random(), TenantId::random());
+    let mut ips: Vec<std::net::IpAddr> = (0..DEVICES).map(faker::ip).collect();
+    for cycle in 0..8usize {
+        if cycle > 0 {
+            faker::churn(&mut ips, DEVICES * 5 / 100 / 2, cycle);
+        }
+        // Cycles 3 minutes apart (inside the last_seen precision), 5 % of models changing,
+        // and every fourth cycle only half of the inventory reported.
+        let when = at(3 * cycle as i64);
+        let updates: Vec<Value> = (0..DEVICES)
+            .filter(|i| cycle % 4 != 3 || i % 2 == 0)
+            .map(|i| {
+                let rev = u32::from(i % 20 == cycle % 20) * cycle as u32;
+                serde_json::to_value(faker::update(i, ips[i], when, rev)).unwrap()
+            })
+            .collect();
+        for chunk in updates.chunks(500) {
+            let batch = observations(chunk);
+            skipping.apply_group(t, "default", &batch).await.unwrap();
+            everything.apply_group(r, "default", &batch).await.unwrap();
+        }
+        assert_eq!(rows(&env, t).await, rows(&env, r).await, "cycle {cycle}");
+    }
+    // 12 000 updates after the first cycle; those of devices last written more than 15
+    // minutes earlier refresh last_seen and are reconciled.
+    assert!(
+        skipping.metrics.updates_skipped.get() > 6_000,
+        "most unchanged updates were skipped ({})",
+        skipping.metrics.updates_skipped.get()
+    );
+    assert_eq!(everything.metrics.updates_skipped.get(), 0);
+    assert_eq!(env.scalar("SELECT count(*) FROM merge_audit").await, 0);
+}
