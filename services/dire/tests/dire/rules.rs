@@ -379,6 +379,12 @@ async fn redelivered_batch_changes_nothing() {
     let revisions = env
         .scalar("SELECT sum(revision)::bigint FROM devices")
         .await;
+    // The first ingest's changes leave through the outbox after its commit: wait for that.
+    sr_testkit::eventually("the first changes are published", WAIT, || async {
+        let drained = env.scalar("SELECT count(*) FROM inventory_outbox").await == 0;
+        (drained && app.metrics.inventory_published.get() > 0).then_some(())
+    })
+    .await;
     let published = app.metrics.inventory_published.get();
     env.ingest(t, &batch).await;
     assert_eq!(env.snapshot().await, first);
