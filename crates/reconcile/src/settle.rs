@@ -225,10 +225,22 @@ impl Key {
 /// first 8 bytes of its uid and holds the first 8 bytes of the digest. A shared key prefix can
 /// only make an update miss (its digest is of content with the other device's identifiers,
 /// which cannot equal its own), and a digest prefix is 64 bits of SHA-256 of the device's own
-/// content.
-#[derive(Debug, Default, Clone)]
+/// content. The entries are spread over [`SHARDS`] tables, so growing one never needs a second
+/// copy of the whole memo at once.
+#[derive(Debug, Clone)]
 pub struct Memo {
-    entries: HashMap<u64, Entry>,
+    shards: Vec<HashMap<u64, Entry>>,
+}
+
+/// Tables of one [`Memo`].
+pub const SHARDS: usize = 64;
+
+impl Default for Memo {
+    fn default() -> Self {
+        Memo {
+            shards: vec![HashMap::new(); SHARDS],
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -252,36 +264,38 @@ fn short_digest(digest: &ContentDigest) -> u64 {
 }
 
 impl Memo {
-    /// An empty memo with room for `n` devices.
-    #[must_use]
-    pub fn with_capacity(n: usize) -> Memo {
-        Memo {
-            entries: HashMap::with_capacity(n),
-        }
+    fn shard(&self, key: u64) -> &HashMap<u64, Entry> {
+        &self.shards[(key >> 58) as usize % SHARDS]
+    }
+
+    fn shard_mut(&mut self, key: u64) -> &mut HashMap<u64, Entry> {
+        &mut self.shards[(key >> 58) as usize % SHARDS]
     }
 
     /// Devices remembered.
     #[must_use]
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.shards.iter().map(HashMap::len).sum()
     }
 
     /// True when nothing is remembered.
     #[must_use]
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.shards.iter().all(HashMap::is_empty)
     }
 
     /// True when the memo holds an entry for `uid`.
     #[must_use]
     pub fn contains(&self, uid: &DeviceUid) -> bool {
-        self.entries.contains_key(&short_uid(uid))
+        let key = short_uid(uid);
+        self.shard(key).contains_key(&key)
     }
 
     /// Remembers that `uid` is settled.
     pub fn insert(&mut self, uid: DeviceUid, settled: Settled) {
-        self.entries.insert(
-            short_uid(&uid),
+        let key = short_uid(&uid);
+        self.shard_mut(key).insert(
+            key,
             Entry {
                 digest: short_digest(&settled.digest),
                 from: settled.from,
@@ -294,7 +308,8 @@ impl Memo {
     #[must_use]
     pub fn covers(&self, key: &Key, at: DateTime<Utc>) -> bool {
         let secs = at.timestamp();
-        self.entries.get(&short_uid(&key.uid)).is_some_and(|e| {
+        let uid = short_uid(&key.uid);
+        self.shard(uid).get(&uid).is_some_and(|e| {
             e.digest == short_digest(&key.digest)
                 && secs >= i64::from(e.from)
                 && secs < i64::from(e.until)
@@ -308,7 +323,8 @@ impl Memo {
         settled: impl IntoIterator<Item = (DeviceUid, Settled)>,
     ) {
         for uid in touched(outcome) {
-            self.entries.remove(&short_uid(&uid));
+            let key = short_uid(&uid);
+            self.shard_mut(key).remove(&key);
         }
         for (uid, s) in settled {
             self.insert(uid, s);
