@@ -225,25 +225,89 @@ impl Key {
 /// first 8 bytes of its uid and holds the first 8 bytes of the digest. A shared key prefix can
 /// only make an update miss (its digest is of content with the other device's identifiers,
 /// which cannot equal its own), and a digest prefix is 64 bits of SHA-256 of the device's own
-/// content. The entries are spread over [`SHARDS`] tables, so growing one never needs a second
-/// copy of the whole memo at once.
+/// content. The entries are spread over [`SHARDS`] shards, each a sorted array (no hash-table
+/// slack) plus a small table of changes merged into it once it holds a sixteenth as many.
 #[derive(Debug, Clone)]
 pub struct Memo {
-    shards: Vec<HashMap<u64, Entry>>,
+    shards: Vec<Shard>,
 }
 
-/// Tables of one [`Memo`].
+/// Shards of one [`Memo`].
 pub const SHARDS: usize = 64;
 
 impl Default for Memo {
     fn default() -> Self {
         Memo {
-            shards: vec![HashMap::new(); SHARDS],
+            shards: vec![Shard::default(); SHARDS],
         }
     }
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Default)]
+struct Shard {
+    /// Entries by key.
+    sorted: Vec<(u64, Entry)>,
+    /// Changes not merged yet: `None` removes.
+    recent: HashMap<u64, Option<Entry>>,
+}
+
+impl Shard {
+    fn get(&self, key: u64) -> Option<Entry> {
+        match self.recent.get(&key) {
+            Some(change) => *change,
+            None => self
+                .sorted
+                .binary_search_by_key(&key, |(k, _)| *k)
+                .ok()
+                .map(|i| self.sorted[i].1),
+        }
+    }
+
+    fn set(&mut self, key: u64, entry: Option<Entry>) {
+        self.recent.insert(key, entry);
+        if self.recent.len() > 256 + self.sorted.len() / 16 {
+            self.merge();
+        }
+    }
+
+    fn merge(&mut self) {
+        let mut changes: Vec<(u64, Option<Entry>)> = self.recent.drain().collect();
+        changes.sort_unstable_by_key(|(k, _)| *k);
+        let old = std::mem::take(&mut self.sorted);
+        let mut out = Vec::with_capacity(old.len() + changes.len());
+        let mut i = 0;
+        for (key, change) in changes {
+            while i < old.len() && old[i].0 < key {
+                out.push(old[i]);
+                i += 1;
+            }
+            if i < old.len() && old[i].0 == key {
+                i += 1;
+            }
+            if let Some(entry) = change {
+                out.push((key, entry));
+            }
+        }
+        out.extend_from_slice(&old[i..]);
+        out.shrink_to_fit();
+        self.sorted = out;
+    }
+
+    fn len(&self) -> usize {
+        let in_sorted = |k: &u64| self.sorted.binary_search_by_key(k, |(k, _)| *k).is_ok();
+        let (mut added, mut removed) = (0, 0);
+        for (k, change) in &self.recent {
+            match (in_sorted(k), change.is_some()) {
+                (false, true) => added += 1,
+                (true, false) => removed += 1,
+                _ => {}
+            }
+        }
+        self.sorted.len() + added - removed
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Entry {
     digest: u64,
     from: u32,
@@ -264,44 +328,51 @@ fn short_digest(digest: &ContentDigest) -> u64 {
 }
 
 impl Memo {
-    fn shard(&self, key: u64) -> &HashMap<u64, Entry> {
+    fn shard(&self, key: u64) -> &Shard {
         &self.shards[(key >> 58) as usize % SHARDS]
     }
 
-    fn shard_mut(&mut self, key: u64) -> &mut HashMap<u64, Entry> {
+    fn shard_mut(&mut self, key: u64) -> &mut Shard {
         &mut self.shards[(key >> 58) as usize % SHARDS]
     }
 
     /// Devices remembered.
     #[must_use]
     pub fn len(&self) -> usize {
-        self.shards.iter().map(HashMap::len).sum()
+        self.shards.iter().map(Shard::len).sum()
     }
 
     /// True when nothing is remembered.
     #[must_use]
     pub fn is_empty(&self) -> bool {
-        self.shards.iter().all(HashMap::is_empty)
+        self.len() == 0
     }
 
     /// True when the memo holds an entry for `uid`.
     #[must_use]
     pub fn contains(&self, uid: &DeviceUid) -> bool {
         let key = short_uid(uid);
-        self.shard(key).contains_key(&key)
+        self.shard(key).get(key).is_some()
     }
 
     /// Remembers that `uid` is settled.
     pub fn insert(&mut self, uid: DeviceUid, settled: Settled) {
         let key = short_uid(&uid);
-        self.shard_mut(key).insert(
-            key,
-            Entry {
-                digest: short_digest(&settled.digest),
-                from: settled.from,
-                until: settled.until,
-            },
-        );
+        let entry = Entry {
+            digest: short_digest(&settled.digest),
+            from: settled.from,
+            until: settled.until,
+        };
+        self.shard_mut(key).set(key, Some(entry));
+    }
+
+    /// Forgets `uid`.
+    pub fn remove(&mut self, uid: &DeviceUid) {
+        let key = short_uid(uid);
+        let shard = self.shard_mut(key);
+        if shard.get(key).is_some() {
+            shard.set(key, None);
+        }
     }
 
     /// True when the update with `key` seen at `at` changes nothing (by itself).
@@ -309,7 +380,7 @@ impl Memo {
     pub fn covers(&self, key: &Key, at: DateTime<Utc>) -> bool {
         let secs = at.timestamp();
         let uid = short_uid(&key.uid);
-        self.shard(uid).get(&uid).is_some_and(|e| {
+        self.shard(uid).get(uid).is_some_and(|e| {
             e.digest == short_digest(&key.digest)
                 && secs >= i64::from(e.from)
                 && secs < i64::from(e.until)
@@ -323,8 +394,7 @@ impl Memo {
         settled: impl IntoIterator<Item = (DeviceUid, Settled)>,
     ) {
         for uid in touched(outcome) {
-            let key = short_uid(&uid);
-            self.shard_mut(key).remove(&key);
+            self.remove(&uid);
         }
         for (uid, s) in settled {
             self.insert(uid, s);
@@ -377,4 +447,44 @@ pub fn demote_touched(skip: &mut [bool], keys: &[Key], outcome: &Outcome) -> boo
         }
     }
     demoted
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(n: u32) -> Entry {
+        Entry {
+            digest: u64::from(n),
+            from: n,
+            until: n + 1,
+        }
+    }
+
+    #[test]
+    fn a_shard_answers_like_a_map_through_many_merges() {
+        let mut shard = Shard::default();
+        let mut model: HashMap<u64, Entry> = HashMap::new();
+        // A deterministic mix of inserts, overwrites and removals over 5 000 keys.
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for step in 0..60_000u32 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let key = x % 5_000;
+            if x.is_multiple_of(5) {
+                shard.set(key, None);
+                model.remove(&key);
+            } else {
+                shard.set(key, Some(entry(step)));
+                model.insert(key, entry(step));
+            }
+        }
+        assert!(shard.sorted.len() > 1_000, "changes were merged");
+        assert_eq!(shard.len(), model.len());
+        for key in 0..5_000 {
+            assert_eq!(shard.get(key), model.get(&key).copied(), "key {key}");
+        }
+        assert!(shard.sorted.windows(2).all(|w| w[0].0 < w[1].0));
+    }
 }
