@@ -84,13 +84,6 @@ impl Settled {
             until,
         })
     }
-
-    /// True when an update with `digest` seen at `at` would leave the device as it is.
-    #[must_use]
-    pub fn covers(&self, digest: &ContentDigest, at: DateTime<Utc>) -> bool {
-        let secs = at.timestamp();
-        *digest == self.digest && secs >= i64::from(self.from) && secs < i64::from(self.until)
-    }
 }
 
 /// True when applying `o`, as a fresh sighting, to `record` changes nothing but possibly
@@ -109,27 +102,34 @@ fn reflects(record: &DeviceRecord, o: &Observation, cfg: &ReconcileConfig) -> bo
     folded == *record
 }
 
-/// Every device the outcome mentions: written, deleted, merged, given or re-pointed an
-/// identifier, moved or cleared an IP, in a conflict or a refused merge, or resolved to.
-fn touched(outcome: &Outcome) -> HashSet<DeviceUid> {
-    let mut out: HashSet<DeviceUid> = outcome.changed_uids().into_iter().collect();
-    out.extend(outcome.identifier_inserts.values().copied());
-    for r in outcome.identifier_repoints.values() {
-        out.extend([r.from, r.to]);
-    }
+/// Devices the outcome entangles with others: deleted, on either side of a merge, a conflict
+/// or a refused merge, or losing an IP. None of them is settled by the batch.
+fn entangled(outcome: &Outcome) -> HashSet<DeviceUid> {
+    let mut out: HashSet<DeviceUid> = outcome.deletes.iter().copied().collect();
     for m in &outcome.merges {
         out.extend([m.from, m.to]);
     }
-    for m in &outcome.ip_moves {
-        out.extend([m.from, m.to]);
-    }
-    out.extend(outcome.ip_cleared.iter().map(|c| c.uid));
     for c in &outcome.conflicts {
         out.extend([c.held_by, c.claimed_by]);
     }
     for b in &outcome.blocked_merges {
         out.extend([b.first, b.second]);
     }
+    out.extend(outcome.ip_moves.iter().map(|m| m.from));
+    out.extend(outcome.ip_cleared.iter().map(|c| c.uid));
+    out
+}
+
+/// Every device the outcome mentions: the [`entangled`] ones, and those written, given or
+/// re-pointed an identifier, given an IP, or resolved to.
+fn touched(outcome: &Outcome) -> HashSet<DeviceUid> {
+    let mut out = entangled(outcome);
+    out.extend(outcome.changed_uids());
+    out.extend(outcome.identifier_inserts.values().copied());
+    for r in outcome.identifier_repoints.values() {
+        out.extend([r.from, r.to]);
+    }
+    out.extend(outcome.ip_moves.iter().map(|m| m.to));
     out.extend(outcome.resolutions.iter().copied());
     out
 }
@@ -138,11 +138,12 @@ fn touched(outcome: &Outcome) -> HashSet<DeviceUid> {
 /// device settled by an update is the one update of the batch that resolved to it, its uid is
 /// that update's canonical id, it took part in no merge, conflict, refused merge or IP loss,
 /// it holds every identifier of the update afterwards, and the update applied to its new row
-/// changes nothing.
+/// changes nothing. `keys[i]` is [`Key::of`] `batch[i]`.
 #[must_use]
 pub fn settled_by(
     before: &KnownState,
     batch: &[Observation],
+    keys: &[Key],
     outcome: &Outcome,
     cfg: &ReconcileConfig,
 ) -> Vec<(DeviceUid, Settled)> {
@@ -150,18 +151,7 @@ pub fn settled_by(
     for r in &outcome.resolutions {
         *resolved.entry(*r).or_default() += 1;
     }
-    let mut excluded: HashSet<DeviceUid> = outcome.deletes.iter().copied().collect();
-    for m in &outcome.merges {
-        excluded.extend([m.from, m.to]);
-    }
-    for c in &outcome.conflicts {
-        excluded.extend([c.held_by, c.claimed_by]);
-    }
-    for b in &outcome.blocked_merges {
-        excluded.extend([b.first, b.second]);
-    }
-    excluded.extend(outcome.ip_moves.iter().map(|m| m.from));
-    excluded.extend(outcome.ip_cleared.iter().map(|c| c.uid));
+    let excluded = entangled(outcome);
     let written: HashMap<DeviceUid, &DeviceRecord> = outcome
         .inserts
         .iter()
@@ -177,21 +167,17 @@ pub fn settled_by(
             .or_else(|| before.owner(id))
     };
     let mut out = Vec::new();
-    for (o, uid) in batch.iter().zip(&outcome.resolutions) {
-        if resolved.get(uid) != Some(&1) || excluded.contains(uid) {
-            continue;
-        }
-        let ids = o.identifiers();
-        if crate::uid::canonical_id(&o.partition, &ids, o.ip) != *uid {
+    for ((o, key), uid) in batch.iter().zip(keys).zip(&outcome.resolutions) {
+        if resolved.get(uid) != Some(&1) || excluded.contains(uid) || key.uid != *uid {
             continue;
         }
         let Some(record) = written.get(uid).copied().or_else(|| before.device(uid)) else {
             continue;
         };
-        if ids.iter().any(|id| owner(id) != Some(*uid)) || !reflects(record, o, cfg) {
+        if o.identifiers().iter().any(|id| owner(id) != Some(*uid)) || !reflects(record, o, cfg) {
             continue;
         }
-        if let Some(s) = Settled::new(content_digest(o), record.first_seen, record.last_seen, cfg) {
+        if let Some(s) = Settled::new(key.digest, record.first_seen, record.last_seen, cfg) {
             out.push((*uid, s));
         }
     }
@@ -378,12 +364,11 @@ impl Memo {
     /// True when the update with `key` seen at `at` changes nothing (by itself).
     #[must_use]
     pub fn covers(&self, key: &Key, at: DateTime<Utc>) -> bool {
-        let secs = at.timestamp();
         let uid = short_uid(&key.uid);
+        let secs = at.timestamp();
         self.shard(uid).get(uid).is_some_and(|e| {
             e.digest == short_digest(&key.digest)
-                && secs >= i64::from(e.from)
-                && secs < i64::from(e.until)
+                && (i64::from(e.from)..i64::from(e.until)).contains(&secs)
         })
     }
 

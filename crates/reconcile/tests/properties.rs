@@ -179,12 +179,21 @@ fn reconcile_skipping(
             .filter(|(_, s)| !**s)
             .map(|(o, _)| o.clone())
             .collect();
+        let rest_keys: Vec<Key> = keys
+            .iter()
+            .zip(&skip)
+            .filter(|(_, s)| !**s)
+            .map(|(k, _)| *k)
+            .collect();
         let loaded = state.subset(&required_lookups(&rest));
         let outcome = reconcile(&loaded, &rest, &cfg).unwrap();
         if demote_touched(&mut skip, &keys, &outcome) {
             continue;
         }
-        memo.record(&outcome, settled_by(&loaded, &rest, &outcome, &cfg));
+        memo.record(
+            &outcome,
+            settled_by(&loaded, &rest, &rest_keys, &outcome, &cfg),
+        );
         return (outcome, skip.iter().filter(|s| **s).count());
     }
 }

@@ -13,7 +13,8 @@ use sr_reconcile::{
 fn settle(state: &mut KnownState, memo: &mut Memo, batch: &[Observation]) {
     let cfg = ReconcileConfig::default();
     let out = reconcile(state, batch, &cfg).unwrap();
-    let settled = settled_by(state, batch, &out, &cfg);
+    let keys: Vec<Key> = batch.iter().map(Key::of).collect();
+    let settled = settled_by(state, batch, &keys, &out, &cfg);
     memo.record(&out, settled);
     state.apply(&out);
 }

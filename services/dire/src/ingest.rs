@@ -464,15 +464,8 @@ impl Ingest {
             None => vec![false; updates.len()],
         };
         let (rest, state, outcome) = loop {
-            let rest: Cow<'_, [Observation]> = if skip.iter().any(|s| *s) {
-                Cow::Owned(
-                    updates
-                        .iter()
-                        .zip(&skip)
-                        .filter(|(_, s)| !**s)
-                        .map(|(o, _)| o.clone())
-                        .collect(),
-                )
+            let rest: Cow<'_, [Observation]> = if skip.contains(&true) {
+                Cow::Owned(not_skipped(updates, &skip).cloned().collect())
             } else {
                 Cow::Borrowed(updates)
             };
@@ -488,7 +481,8 @@ impl Ingest {
         };
         let skipped = skip.iter().filter(|s| **s).count();
         let settled = if scope.is_some() {
-            settled_by(&state, &rest, &outcome, &self.reconcile)
+            let rest_keys: Vec<Key> = not_skipped(&keys, &skip).copied().collect();
+            settled_by(&state, &rest, &rest_keys, &outcome, &self.reconcile)
         } else {
             Vec::new()
         };
@@ -605,6 +599,15 @@ impl Ingest {
             m.insert((tenant, partition.to_owned()), scope);
         }
     }
+}
+
+/// The items of a group's updates (or their keys) that are not skipped.
+fn not_skipped<'a, T>(items: &'a [T], skip: &'a [bool]) -> impl Iterator<Item = &'a T> {
+    items
+        .iter()
+        .zip(skip)
+        .filter(|(_, s)| !**s)
+        .map(|(item, _)| item)
 }
 
 fn current_traceparent() -> Option<String> {
