@@ -31,7 +31,9 @@ pub use reconcile::{ReconcileConfig, ReconcileError, partitions, reconcile};
 pub use settle::{
     ContentDigest, Key, Memo, Settled, content_digest, demote_touched, plan_skips, settled_by,
 };
-pub use state::{DeviceField, DeviceRecord, KnownState, Lookups, StateError, required_lookups};
+pub use state::{
+    DeviceField, DeviceRecord, KnownState, Lookups, Stamps, StateError, Stated, required_lookups,
+};
 pub use uid::{
     CANONICAL_SEED_PREFIX, DEFAULT_PARTITION, DeviceUid, UidParseError, canonical_id,
     canonical_seed, normalize_partition, uid_from_seed,

@@ -34,11 +34,14 @@
 //!    reported claims the IP it holds, with its `last_seen` as sighting time. The newest
 //!    sighting wins (ties: a reported device over an unreported one, then the smallest uid);
 //!    losers are left without an IP.
-//! 7. Field values are order-independent: for each field the latest update that states it wins
-//!    (ties by content order); sources are united; metadata is overlaid oldest to newest; sweep
-//!    hints keep the latest per (source, query label). Updates older than the stored row's
-//!    `last_seen` only fill gaps and a group made only of them keeps its stored IP, so batches
-//!    applied out of order (replicas, redelivery) converge to the in-order result.
+//! 7. Field values are order-independent, across batches too: every stated value (typed column,
+//!    metadata key, sweep hint per (source, query label)) keeps the time it was stated
+//!    ([`crate::Stamps`]) and takes the newest statement among the stored row and the updates
+//!    (equal times: the greater value), whichever source makes it; sources are united. A
+//!    restatement of the same value moves its stamp only once it is `last_seen_precision`
+//!    newer. A group whose updates are all older than the stored `last_seen` keeps its stored
+//!    IP. So batches applied out of order (replicas, redelivery) end in the in-order rows
+//!    (exactly so at precision 0). Merged rows combine the same way.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet};
@@ -53,14 +56,15 @@ use crate::outcome::{
     BlockedMerge, DeviceWrite, IdentifierConflict, IdentifierRepoint, IpCleared, IpMove, Merge,
     Outcome,
 };
-use crate::state::{DeviceField, DeviceRecord, KnownState, StateError};
+use crate::state::{DeviceField, DeviceRecord, KnownState, Stamps, StateError, Stated};
 use crate::uid::{DeviceUid, canonical_id, normalize_partition};
 
 /// Tunables of reconciliation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ReconcileConfig {
-    /// A re-sighting refreshes `last_seen` only when the stored value is at least this much
-    /// older (unless the row is written anyway). Default 15 minutes.
+    /// A re-sighting refreshes `last_seen`, and a restated value its stamp, only when the stored
+    /// one is at least this much older (unless the row is written anyway). Default 15 minutes;
+    /// at 0 every newer sighting is written and batch order never matters for field values.
     pub last_seen_precision: TimeDelta,
 }
 
@@ -899,50 +903,157 @@ impl<'a> Engine<'a> {
     }
 }
 
-/// The winner's row with the gaps filled from merged-away rows (most recently seen first).
+/// The winner's row merged with the merged-away rows: every stated value is the newest
+/// statement among them (by stamp; equal stamps: the greater value), sources are united,
+/// `first_seen` is the earliest and `last_seen` the latest of them.
 fn merged_base(winner: &DeviceRecord, mut losers: Vec<&DeviceRecord>) -> DeviceRecord {
-    losers.sort_by_key(|d| (Reverse(d.last_seen), d.uid));
     let mut rec = winner.clone();
+    if losers.is_empty() {
+        return rec;
+    }
+    losers.sort_by_key(|d| (Reverse(d.last_seen), d.uid));
+    let mut st = Stamper {
+        stamps: winner.expanded_stamps(),
+        fallback: winner.last_seen,
+        precision: TimeDelta::zero(),
+        implicit: None,
+        moved: false,
+    };
     for l in losers {
-        fill(&mut rec.hostname, &l.hostname);
-        fill(&mut rec.mac, &l.mac);
-        fill(&mut rec.device_type, &l.device_type);
-        fill(&mut rec.vendor, &l.vendor);
-        fill(&mut rec.model, &l.model);
-        fill(&mut rec.os, &l.os);
-        fill(&mut rec.agent_id, &l.agent_id);
-        if rec.is_available.is_none() {
-            rec.is_available = l.is_available;
+        let at = |key: &Stated| l.stamp(key).unwrap_or(l.last_seen);
+        let typed: [(&mut Option<String>, &Option<String>, Stated); 7] = [
+            (&mut rec.hostname, &l.hostname, Stated::Hostname),
+            (&mut rec.mac, &l.mac, Stated::Mac),
+            (&mut rec.device_type, &l.device_type, Stated::DeviceType),
+            (&mut rec.vendor, &l.vendor, Stated::Vendor),
+            (&mut rec.model, &l.model, Stated::Model),
+            (&mut rec.os, &l.os, Stated::Os),
+            (&mut rec.agent_id, &l.agent_id, Stated::AgentId),
+        ];
+        for (slot, from, key) in typed {
+            let newest = from.clone().map(|v| (at(&key), v));
+            st.apply(slot, || key.clone(), newest);
+        }
+        let newest = l.is_available.map(|v| (at(&Stated::IsAvailable), v));
+        st.apply(&mut rec.is_available, || Stated::IsAvailable, newest);
+        for (k, v) in &l.metadata {
+            let t = at(&Stated::Metadata(k.clone()));
+            st.apply_metadata(&mut rec.metadata, k, (t, v));
+        }
+        for h in &l.sweep_hints {
+            st.apply_hint(&mut rec.sweep_hints, (at(&hint_key(h)), h));
         }
         rec.discovery_sources
             .extend(l.discovery_sources.iter().cloned());
         rec.first_seen = rec.first_seen.min(l.first_seen);
         rec.last_seen = rec.last_seen.max(l.last_seen);
-        for (k, v) in &l.metadata {
-            rec.metadata.entry(k.clone()).or_insert_with(|| v.clone());
-        }
-        for h in &l.sweep_hints {
-            put_hint(&mut rec.sweep_hints, h.clone(), false);
-        }
     }
+    rec.stamps = st.stamps;
+    rec.compress();
     rec
 }
 
-/// Puts `hint` into the sorted list under its (source, query label), replacing a hint with
-/// the same key only when `replace`.
-fn put_hint(hints: &mut Vec<SweepHint>, hint: SweepHint, replace: bool) {
-    let key = |h: &SweepHint| (h.source.clone(), h.query_label.clone());
-    match hints.binary_search_by_key(&key(&hint), key) {
-        Ok(i) if replace => hints[i] = hint,
-        Ok(_) => {}
-        Err(i) => hints.insert(i, hint),
+/// Decides the stamps of one row while its values are decided.
+struct Stamper {
+    /// Every value's stamp (the row's [`DeviceRecord::expanded_stamps`]) as decided so far.
+    stamps: Stamps,
+    /// The stamp of a value without an entry.
+    fallback: DateTime<Utc>,
+    /// A restatement of the same value moves its stamp only when at least this much newer.
+    precision: TimeDelta,
+    /// A stamp equal to this is not recorded (a new row's `last_seen`, which it implies).
+    implicit: Option<DateTime<Utc>>,
+    /// True once a value or a stamp moved.
+    moved: bool,
+}
+
+impl Stamper {
+    /// Applies the newest statement `(time, value)` of the value `key` names to its `slot`: a
+    /// newer statement (equal times: a greater value) replaces the value and takes its time;
+    /// a restatement of the same value moves the stamp only when at least `precision` newer;
+    /// an older one changes nothing.
+    fn apply<V: Ord>(
+        &mut self,
+        slot: &mut Option<V>,
+        key: impl Fn() -> Stated,
+        newest: Option<(DateTime<Utc>, V)>,
+    ) {
+        let Some((t, v)) = newest else {
+            return;
+        };
+        let Some(old) = slot.as_ref() else {
+            *slot = Some(v);
+            self.set(key, t);
+            return;
+        };
+        let s = self.stamps.get(&key()).unwrap_or(self.fallback);
+        if (t, &v) <= (s, old) {
+            return;
+        }
+        if v != *old {
+            *slot = Some(v);
+            self.set(key, t);
+        } else if t - s >= self.precision {
+            self.set(key, t);
+        }
+    }
+
+    fn set(&mut self, key: impl Fn() -> Stated, t: DateTime<Utc>) {
+        self.moved = true;
+        if self.implicit != Some(t) {
+            self.stamps.set(key(), t);
+        }
+    }
+
+    /// [`Stamper::apply`] for one metadata key (blank values state nothing).
+    fn apply_metadata(
+        &mut self,
+        metadata: &mut BTreeMap<String, String>,
+        k: &str,
+        (t, v): (DateTime<Utc>, &str),
+    ) {
+        if v.trim().is_empty() {
+            return;
+        }
+        let mut slot = metadata.remove(k);
+        self.apply(
+            &mut slot,
+            || Stated::Metadata(k.to_owned()),
+            Some((t, v.to_owned())),
+        );
+        if let Some(v) = slot {
+            metadata.insert(k.to_owned(), v);
+        }
+    }
+
+    /// [`Stamper::apply`] for the sweep hint of one (source, query label).
+    fn apply_hint(&mut self, hints: &mut Vec<SweepHint>, (t, hint): (DateTime<Utc>, &SweepHint)) {
+        let order = |h: &SweepHint| (h.source.clone(), h.query_label.clone());
+        let pos = hints.binary_search_by_key(&order(hint), order);
+        let mut slot = pos.ok().map(|i| hints[i].clone());
+        self.apply(&mut slot, || hint_key(hint), Some((t, hint.clone())));
+        if let Some(h) = slot {
+            match pos {
+                Ok(i) => hints[i] = h,
+                Err(i) => hints.insert(i, h),
+            }
+        }
     }
 }
 
-fn fill(slot: &mut Option<String>, from: &Option<String>) {
-    if slot.is_none() {
-        slot.clone_from(from);
-    }
+fn hint_key(h: &SweepHint) -> Stated {
+    Stated::Hint(h.source.clone(), h.query_label.clone())
+}
+
+/// The newest `(time, value)` among the updates stating a value (equal times: the greatest).
+fn newest<V: Ord>(
+    updates: &[&Observation],
+    value: impl Fn(&Observation) -> Option<V>,
+) -> Option<(DateTime<Utc>, V)> {
+    updates
+        .iter()
+        .filter_map(|o| value(o).map(|v| (o.timestamp, v)))
+        .max()
 }
 
 /// Metadata keys that fill the typed columns, in preference order.
@@ -951,18 +1062,46 @@ const VENDOR_KEYS: [&str; 2] = ["vendor", "manufacturer"];
 const MODEL_KEYS: [&str; 1] = ["model"];
 const OS_KEYS: [&str; 2] = ["os", "operating_system"];
 
-fn first_meta(updates: &[&Observation], keys: &[&str]) -> Option<String> {
-    updates
-        .iter()
-        .find_map(|o| keys.iter().find_map(|k| o.meta(k)).map(str::to_owned))
+fn first_meta(o: &Observation, keys: &[&str]) -> Option<String> {
+    keys.iter().find_map(|k| o.meta(k)).map(str::to_owned)
 }
 
-/// Applies the updates (latest first) to a base row, order-independently.
+/// True when `record` holds every value `o` states, so that `o`, stated after every stamp of
+/// the row, would change no value: its IP, source, typed values, availability, non-blank
+/// metadata and sweep hint are the row's.
+pub(crate) fn holds(record: &DeviceRecord, o: &Observation) -> bool {
+    let same =
+        |slot: &Option<String>, v: Option<&str>| v.is_none_or(|v| slot.as_deref() == Some(v));
+    let meta = |keys: &[&str]| keys.iter().find_map(|k| o.meta(k));
+    record.ip == Some(o.ip)
+        && o.source
+            .as_ref()
+            .is_none_or(|s| record.discovery_sources.contains(s))
+        && same(&record.hostname, o.hostname.as_deref())
+        && o.mac
+            .is_none_or(|m| record.mac.as_deref() == Some(m.to_string().as_str()))
+        && same(&record.agent_id, o.agent_id.as_deref())
+        && same(&record.device_type, meta(&TYPE_KEYS))
+        && same(&record.vendor, meta(&VENDOR_KEYS))
+        && same(&record.model, meta(&MODEL_KEYS))
+        && same(&record.os, meta(&OS_KEYS))
+        && o.is_available
+            .is_none_or(|a| record.is_available == Some(a))
+        && o.metadata
+            .iter()
+            .all(|(k, v)| v.trim().is_empty() || record.metadata.get(k) == Some(v))
+        && o.sweep_hint()
+            .is_none_or(|h| record.sweep_hints.contains(&h))
+}
+
+/// Applies a device's updates (latest first) to its base row, order-independently.
 ///
-/// Updates older than the base row's `last_seen` are stale (a late or redelivered batch): they
-/// only fill gaps (absent fields, metadata keys, hints) and never overwrite what a newer
-/// sighting wrote, so batches applied out of order (several replicas, redelivery after a
-/// newer batch) end in the same row as batches applied in order.
+/// Every stated value takes the newest statement among the row's (its stamp) and the updates'
+/// (see [`Stamper::apply`]), so batches applied in any order (several replicas, redelivery
+/// after a newer batch) end in the same row, whichever source states what. Sources are
+/// united, `first_seen` is the earliest sighting and `last_seen` the latest, refreshed when it
+/// is `last_seen_precision` old or when the row is written anyway; so are the stamps of
+/// restated values.
 pub(crate) fn fold_updates(
     base: Option<DeviceRecord>,
     uid: DeviceUid,
@@ -971,69 +1110,106 @@ pub(crate) fn fold_updates(
     stored: Option<&DeviceRecord>,
     cfg: &ReconcileConfig,
 ) -> DeviceRecord {
-    let horizon = base.as_ref().map(|b| b.last_seen);
-    let (fresh, stale): (Vec<&Observation>, Vec<&Observation>) = latest_first
-        .iter()
-        .copied()
-        .partition(|o| horizon.is_none_or(|h| o.timestamp >= h));
-    let t_max = fresh.iter().map(|o| o.timestamp).max();
+    let precision = cfg.last_seen_precision;
+    let Some(old) = stored else {
+        return fold_pass(base, uid, latest_first, ip, None, precision);
+    };
+    let first = fold_pass(base.clone(), uid, latest_first, ip, stored, precision);
+    if first == *old || precision.is_zero() {
+        return first;
+    }
+    // Written anyway: every restated value takes the time it was restated, as `last_seen`.
+    fold_pass(base, uid, latest_first, ip, stored, TimeDelta::zero())
+}
+
+/// What an update states for one typed column.
+type TypedValue = dyn Fn(&Observation) -> Option<String>;
+
+/// (source, query label) of a sweep hint.
+type HintKey<'a> = (&'a str, Option<&'a str>);
+
+fn fold_pass(
+    base: Option<DeviceRecord>,
+    uid: DeviceUid,
+    latest_first: &[&Observation],
+    ip: Option<IpAddr>,
+    stored: Option<&DeviceRecord>,
+    precision: TimeDelta,
+) -> DeviceRecord {
+    let t_max = latest_first.iter().map(|o| o.timestamp).max();
     let t_min = latest_first.iter().map(|o| o.timestamp).min();
-    let mut rec = match (base, t_min) {
-        (Some(b), _) => b,
-        (None, Some(t)) => DeviceRecord::new(uid, t),
-        (None, None) => DeviceRecord::new(uid, DateTime::<Utc>::UNIX_EPOCH),
+    let (mut rec, mut st) = match (base, t_min) {
+        (Some(b), _) => {
+            let st = Stamper {
+                stamps: b.expanded_stamps(),
+                fallback: b.last_seen,
+                precision,
+                implicit: None,
+                moved: false,
+            };
+            (b, st)
+        }
+        (None, t) => {
+            let t = t.unwrap_or(DateTime::<Utc>::UNIX_EPOCH);
+            let st = Stamper {
+                stamps: Stamps::default(),
+                fallback: t,
+                precision,
+                implicit: t_max,
+                moved: false,
+            };
+            (DeviceRecord::new(uid, t), st)
+        }
     };
     rec.uid = uid;
-    for (updates, overwrite) in [(&fresh, true), (&stale, false)] {
-        let pick = |f: &dyn Fn(&Observation) -> Option<String>| updates.iter().find_map(|o| f(o));
-        let set = |slot: &mut Option<String>, v: Option<String>| {
-            if v.is_some() && (overwrite || slot.is_none()) {
-                *slot = v;
+    let typed: [(&mut Option<String>, Stated, &TypedValue); 7] = [
+        (&mut rec.hostname, Stated::Hostname, &|o| o.hostname.clone()),
+        (&mut rec.mac, Stated::Mac, &|o| o.mac.map(|m| m.to_string())),
+        (&mut rec.agent_id, Stated::AgentId, &|o| o.agent_id.clone()),
+        (&mut rec.device_type, Stated::DeviceType, &|o| {
+            first_meta(o, &TYPE_KEYS)
+        }),
+        (&mut rec.vendor, Stated::Vendor, &|o| {
+            first_meta(o, &VENDOR_KEYS)
+        }),
+        (&mut rec.model, Stated::Model, &|o| {
+            first_meta(o, &MODEL_KEYS)
+        }),
+        (&mut rec.os, Stated::Os, &|o| first_meta(o, &OS_KEYS)),
+    ];
+    for (slot, key, value) in typed {
+        st.apply(slot, || key.clone(), newest(latest_first, value));
+    }
+    let available = newest(latest_first, |o| o.is_available);
+    st.apply(&mut rec.is_available, || Stated::IsAvailable, available);
+    let mut meta: BTreeMap<&str, (DateTime<Utc>, &str)> = BTreeMap::new();
+    for o in latest_first {
+        for (k, v) in &o.metadata {
+            let stated = (o.timestamp, v.as_str());
+            if !v.trim().is_empty() && meta.get(k.as_str()).is_none_or(|m| stated > *m) {
+                meta.insert(k, stated);
             }
-        };
-        set(&mut rec.hostname, pick(&|o| o.hostname.clone()));
-        set(&mut rec.mac, pick(&|o| o.mac.map(|m| m.to_string())));
-        set(&mut rec.agent_id, pick(&|o| o.agent_id.clone()));
-        set(&mut rec.device_type, first_meta(updates, &TYPE_KEYS));
-        set(&mut rec.vendor, first_meta(updates, &VENDOR_KEYS));
-        set(&mut rec.model, first_meta(updates, &MODEL_KEYS));
-        set(&mut rec.os, first_meta(updates, &OS_KEYS));
-        if let Some(a) = updates.iter().find_map(|o| o.is_available)
-            && (overwrite || rec.is_available.is_none())
-        {
-            rec.is_available = Some(a);
         }
+    }
+    for (k, stated) in meta {
+        st.apply_metadata(&mut rec.metadata, k, stated);
+    }
+    let hints: Vec<(DateTime<Utc>, SweepHint)> = latest_first
+        .iter()
+        .filter_map(|o| o.sweep_hint().map(|h| (o.timestamp, h)))
+        .collect();
+    let mut newest_hints: BTreeMap<HintKey<'_>, (DateTime<Utc>, &SweepHint)> = BTreeMap::new();
+    for (t, h) in &hints {
+        let key = (h.source.as_str(), h.query_label.as_deref());
+        if newest_hints.get(&key).is_none_or(|m| (*t, h) > *m) {
+            newest_hints.insert(key, (*t, h));
+        }
+    }
+    for stated in newest_hints.into_values() {
+        st.apply_hint(&mut rec.sweep_hints, stated);
     }
     rec.discovery_sources
         .extend(latest_first.iter().filter_map(|o| o.source.clone()));
-    for o in fresh.iter().rev() {
-        for (k, v) in &o.metadata {
-            if !v.trim().is_empty() {
-                rec.metadata.insert(k.clone(), v.clone());
-            }
-        }
-    }
-    for o in &stale {
-        for (k, v) in &o.metadata {
-            if !v.trim().is_empty() {
-                rec.metadata.entry(k.clone()).or_insert_with(|| v.clone());
-            }
-        }
-    }
-    // Latest first: the first hint of a key in this batch wins over the stored one; later
-    // (older) ones of the same key and stale ones only fill keys still absent.
-    let mut replaced: BTreeSet<(String, Option<String>)> = BTreeSet::new();
-    for o in &fresh {
-        if let Some(h) = o.sweep_hint() {
-            let fresh_key = replaced.insert((h.source.clone(), h.query_label.clone()));
-            put_hint(&mut rec.sweep_hints, h, fresh_key);
-        }
-    }
-    for o in &stale {
-        if let Some(h) = o.sweep_hint() {
-            put_hint(&mut rec.sweep_hints, h, false);
-        }
-    }
     rec.ip = ip;
     if let Some(t) = t_min {
         rec.first_seen = rec.first_seen.min(t);
@@ -1042,13 +1218,21 @@ pub(crate) fn fold_updates(
         match stored {
             None => rec.last_seen = rec.last_seen.max(t),
             Some(old) => {
-                let other_changed = rec != *old;
-                let stale = t - rec.last_seen >= cfg.last_seen_precision;
+                // Values, sources, IP, first_seen (stamps compare through `moved`).
+                let other_changed = st.moved || {
+                    let stamps = std::mem::replace(&mut rec.stamps, old.stamps.clone());
+                    let differs = rec != *old;
+                    rec.stamps = stamps;
+                    differs
+                };
+                let stale = t - rec.last_seen >= precision;
                 if t > rec.last_seen && (other_changed || stale) {
                     rec.last_seen = t;
                 }
             }
         }
     }
+    rec.stamps = st.stamps;
+    rec.compress();
     rec
 }

@@ -16,13 +16,15 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::net::IpAddr;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use sha2::{Digest as _, Sha256};
 
 use crate::identifier::Identifier;
 use crate::observation::Observation;
 use crate::outcome::Outcome;
-use crate::reconcile::{ReconcileConfig, fold_updates};
+#[cfg(debug_assertions)]
+use crate::reconcile::fold_updates;
+use crate::reconcile::{ReconcileConfig, holds};
 use crate::state::{DeviceRecord, KnownState};
 use crate::uid::DeviceUid;
 
@@ -65,17 +67,18 @@ pub struct Settled {
 
 impl Settled {
     /// The window of a device row: from its `first_seen` (an earlier update would move it)
-    /// until `last_seen + last_seen_precision` (a later one would refresh `last_seen`). `None`
-    /// when the window is empty or outside the years 1970–2106.
+    /// until `oldest + last_seen_precision`, where `oldest` is the row's oldest stamp or its
+    /// `last_seen` ([`DeviceRecord::oldest_stamp`]; a later update would move a stamp or
+    /// `last_seen`). `None` when the window is empty or outside the years 1970–2106.
     #[must_use]
     pub fn new(
         digest: ContentDigest,
         first_seen: DateTime<Utc>,
-        last_seen: DateTime<Utc>,
+        oldest: DateTime<Utc>,
         cfg: &ReconcileConfig,
     ) -> Option<Settled> {
         let first = first_seen.timestamp() + i64::from(first_seen.timestamp_subsec_nanos() > 0);
-        let until = (last_seen + cfg.last_seen_precision).timestamp();
+        let until = (oldest + cfg.last_seen_precision).timestamp();
         let from = u32::try_from(first).ok()?;
         let until = u32::try_from(until).ok()?;
         (from < until).then_some(Settled {
@@ -86,20 +89,30 @@ impl Settled {
     }
 }
 
-/// True when applying `o`, as a fresh sighting, to `record` changes nothing but possibly
-/// `last_seen` (and not even that within the precision).
-fn reflects(record: &DeviceRecord, o: &Observation, cfg: &ReconcileConfig) -> bool {
-    let mut probe = o.clone();
-    probe.timestamp = record.last_seen;
-    let folded = fold_updates(
-        Some(record.clone()),
-        record.uid,
-        &[&probe],
-        Some(o.ip),
-        Some(record),
-        cfg,
-    );
-    folded == *record
+/// True when `record` holds every value `o` states ([`holds`]), checked in debug builds
+/// against its definition: `o`, stated just after every stamp of the row (so that any
+/// differing value would win), changes nothing. Whether the times move is the window's part
+/// ([`Settled::new`]).
+fn reflects(record: &DeviceRecord, o: &Observation) -> bool {
+    let held = holds(record, o);
+    #[cfg(debug_assertions)]
+    {
+        let mut probe = o.clone();
+        probe.timestamp = record.last_seen + TimeDelta::microseconds(1);
+        let cfg = &ReconcileConfig {
+            last_seen_precision: TimeDelta::MAX,
+        };
+        let folded = fold_updates(
+            Some(record.clone()),
+            record.uid,
+            &[&probe],
+            Some(o.ip),
+            Some(record),
+            cfg,
+        );
+        debug_assert_eq!(held, folded == *record, "holds() disagrees with the fold");
+    }
+    held
 }
 
 /// Devices the outcome entangles with others: deleted, on either side of a merge, a conflict
@@ -174,10 +187,10 @@ pub fn settled_by(
         let Some(record) = written.get(uid).copied().or_else(|| before.device(uid)) else {
             continue;
         };
-        if o.identifiers().iter().any(|id| owner(id) != Some(*uid)) || !reflects(record, o, cfg) {
+        if o.identifiers().iter().any(|id| owner(id) != Some(*uid)) || !reflects(record, o) {
             continue;
         }
-        if let Some(s) = Settled::new(key.digest, record.first_seen, record.last_seen, cfg) {
+        if let Some(s) = Settled::new(key.digest, record.first_seen, record.oldest_stamp(), cfg) {
             out.push((*uid, s));
         }
     }

@@ -48,6 +48,13 @@ pub struct DeviceRecord {
     /// [`crate::Observation::sweep_hint`]).
     #[serde(default)]
     pub sweep_hints: Vec<SweepHint>,
+    /// When the stated values (typed columns, metadata keys, sweep hints) stated before
+    /// `last_seen` were stated; every other value was stated at `last_seen` (see
+    /// [`DeviceRecord::stamp`]). A value is replaced only by a newer statement of it, whichever
+    /// source makes it. Kept in this form ([`DeviceRecord::compress`]) so that rows compare
+    /// equal exactly when they state the same.
+    #[serde(default)]
+    pub stamps: Stamps,
 }
 
 impl DeviceRecord {
@@ -69,14 +76,174 @@ impl DeviceRecord {
             last_seen: seen,
             metadata: BTreeMap::new(),
             sweep_hints: Vec::new(),
+            stamps: Stamps::default(),
         }
     }
 
+    /// When a value of the row was stated: its entry in `stamps`, else `last_seen`; `None`
+    /// when the row has no such value.
+    pub fn stamp(&self, key: &Stated) -> Option<DateTime<Utc>> {
+        self.has(key)
+            .then(|| self.stamps.get(key).unwrap_or(self.last_seen))
+    }
+
+    /// True when the row holds a value for `key`.
+    pub fn has(&self, key: &Stated) -> bool {
+        match key {
+            Stated::Hostname => self.hostname.is_some(),
+            Stated::Mac => self.mac.is_some(),
+            Stated::AgentId => self.agent_id.is_some(),
+            Stated::DeviceType => self.device_type.is_some(),
+            Stated::Vendor => self.vendor.is_some(),
+            Stated::Model => self.model.is_some(),
+            Stated::Os => self.os.is_some(),
+            Stated::IsAvailable => self.is_available.is_some(),
+            Stated::Metadata(k) => self.metadata.contains_key(k),
+            Stated::Hint(source, label) => self
+                .sweep_hints
+                .iter()
+                .any(|h| h.source == *source && h.query_label == *label),
+        }
+    }
+
+    /// Every value's stamp, `last_seen` included explicitly.
+    pub fn expanded_stamps(&self) -> Stamps {
+        self.stated()
+            .into_iter()
+            .map(|key| {
+                let t = self.stamps.get(&key).unwrap_or(self.last_seen);
+                (key, t)
+            })
+            .collect()
+    }
+
+    /// Brings `stamps` to its stored form: only values the row holds, stated before
+    /// `last_seen`.
+    pub fn compress(&mut self) {
+        let mut stamps = std::mem::take(&mut self.stamps);
+        stamps.0.retain(|k, t| *t < self.last_seen && self.has(k));
+        self.stamps = stamps;
+    }
+
+    /// The keys of every value present in the row.
+    pub fn stated(&self) -> Vec<Stated> {
+        let typed = [
+            (Stated::Hostname, self.hostname.is_some()),
+            (Stated::Mac, self.mac.is_some()),
+            (Stated::AgentId, self.agent_id.is_some()),
+            (Stated::DeviceType, self.device_type.is_some()),
+            (Stated::Vendor, self.vendor.is_some()),
+            (Stated::Model, self.model.is_some()),
+            (Stated::Os, self.os.is_some()),
+            (Stated::IsAvailable, self.is_available.is_some()),
+        ];
+        typed
+            .into_iter()
+            .filter_map(|(k, present)| present.then_some(k))
+            .chain(self.metadata.keys().map(|k| Stated::Metadata(k.clone())))
+            .chain(
+                self.sweep_hints
+                    .iter()
+                    .map(|h| Stated::Hint(h.source.clone(), h.query_label.clone())),
+            )
+            .collect()
+    }
+
+    /// The oldest stamp of the row (`last_seen` when it has none older).
+    pub fn oldest_stamp(&self) -> DateTime<Utc> {
+        self.stamps
+            .0
+            .values()
+            .copied()
+            .min()
+            .map_or(self.last_seen, |t| t.min(self.last_seen))
+    }
     /// Display name: the host name, else the IP, else `None`.
     pub fn name(&self) -> Option<String> {
         self.hostname
             .clone()
             .or_else(|| self.ip.map(|ip| ip.to_string()))
+    }
+}
+
+/// A value of a device row that updates state, each with its own time in [`Stamps`].
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stated {
+    /// `hostname`.
+    Hostname,
+    /// `mac`.
+    Mac,
+    /// `agent_id`.
+    AgentId,
+    /// `device_type`.
+    DeviceType,
+    /// `vendor`.
+    Vendor,
+    /// `model`.
+    Model,
+    /// `os`.
+    Os,
+    /// `is_available`.
+    IsAvailable,
+    /// One metadata key.
+    Metadata(String),
+    /// The sweep hint of one (source, query label).
+    Hint(String, Option<String>),
+}
+
+/// The time each stated value of a device was last stated (at the configured precision: a
+/// restatement of the same value moves its stamp only once it is `last_seen_precision` newer).
+///
+/// A value is replaced only by a statement newer than its stamp (equal times: the greater
+/// value), so the final row does not depend on the order in which updates arrive, whichever
+/// source states what. Serialised as a list of `[key, time]` pairs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stamps(BTreeMap<Stated, DateTime<Utc>>);
+
+impl Stamps {
+    /// The stamp of a value.
+    pub fn get(&self, key: &Stated) -> Option<DateTime<Utc>> {
+        self.0.get(key).copied()
+    }
+
+    /// Sets the stamp of a value.
+    pub fn set(&mut self, key: Stated, at: DateTime<Utc>) {
+        self.0.insert(key, at);
+    }
+
+    /// Forgets the stamp of a value.
+    pub fn remove(&mut self, key: &Stated) {
+        self.0.remove(key);
+    }
+
+    /// Every stamp, by key.
+    pub fn iter(&self) -> impl Iterator<Item = (&Stated, &DateTime<Utc>)> {
+        self.0.iter()
+    }
+
+    /// True when there is none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl FromIterator<(Stated, DateTime<Utc>)> for Stamps {
+    fn from_iter<I: IntoIterator<Item = (Stated, DateTime<Utc>)>>(iter: I) -> Self {
+        Stamps(iter.into_iter().collect())
+    }
+}
+
+impl Serialize for Stamps {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter())
+    }
+}
+
+impl<'de> Deserialize<'de> for Stamps {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let pairs: Vec<(Stated, DateTime<Utc>)> = Vec::deserialize(d)?;
+        Ok(pairs.into_iter().collect())
     }
 }
 
@@ -112,6 +279,8 @@ pub enum DeviceField {
     Metadata,
     /// `sweep_hints`.
     SweepHints,
+    /// `stamps` (only the time a value was stated moved).
+    Stamps,
 }
 
 impl DeviceField {
@@ -143,6 +312,7 @@ impl DeviceField {
         check(old.last_seen != new.last_seen, DeviceField::LastSeen);
         check(old.metadata != new.metadata, DeviceField::Metadata);
         check(old.sweep_hints != new.sweep_hints, DeviceField::SweepHints);
+        check(old.stamps != new.stamps, DeviceField::Stamps);
         out
     }
 }

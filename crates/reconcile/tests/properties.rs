@@ -384,3 +384,83 @@ proptest! {
         }
     }
 }
+
+/// One update of the multi-source scenario: device index, source (0 Armis by its id, 1 a sweep
+/// of the device's IP, 2 NetBox naming the same IP without an id), minute, hostname and model
+/// choice (0 = not stated), availability (0 = not stated).
+type Sighting = (u8, u8, u8, u8, u8, u8);
+
+fn sighting(devices: u8) -> impl Strategy<Value = Sighting> {
+    (0..devices, 0u8..3, 1u8..8, 0u8..3, 0u8..3, 0u8..3)
+}
+
+/// Devices known by their Armis id, at IPs that never change, reported by several sources that
+/// state different fields at different times.
+fn sighted(raw: Sighting) -> Observation {
+    let (device, source, minute, host, model, avail) = raw;
+    let mut o = Observation::new(
+        format!("10.1.0.{}", device + 1).parse().unwrap(),
+        at(i64::from(minute)),
+    );
+    o.source = Some(["armis", "sweep", "netbox"][usize::from(source)].to_owned());
+    if source == 0 {
+        o.metadata
+            .insert("armis_device_id".into(), (device + 1).to_string());
+    }
+    if source != 1 && host > 0 {
+        o.hostname = Some(format!("h{host}"));
+    }
+    if source != 1 && model > 0 {
+        o.metadata.insert("model".into(), format!("m{model}"));
+        o.metadata
+            .insert("query_label".into(), format!("q{}", model % 2));
+    }
+    o.is_available = [None, Some(true), Some(false)][usize::from(avail)];
+    o
+}
+
+fn multi_source() -> impl Strategy<Value = (u8, Vec<Vec<Sighting>>, Vec<usize>)> {
+    (1u8..5)
+        .prop_flat_map(|n| {
+            (
+                Just(n),
+                prop::collection::vec(prop::collection::vec(sighting(n), 1..4), 1..7),
+            )
+        })
+        .prop_flat_map(|(n, batches)| {
+            let order = Just((0..batches.len()).collect::<Vec<usize>>()).prop_shuffle();
+            (Just(n), Just(batches), order)
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn batches_applied_in_any_order_end_in_the_same_state_whichever_source_states_what(
+        (devices, batches, order) in multi_source()
+    ) {
+        let cfg = ReconcileConfig { last_seen_precision: chrono::TimeDelta::zero() };
+        let seed: Vec<Observation> = (0..devices)
+            .map(|d| sighted((d, 0, 0, 1, 1, 0)))
+            .collect();
+        let batches: Vec<Vec<Observation>> = batches
+            .iter()
+            .map(|b| b.iter().copied().map(sighted).collect())
+            .collect();
+        let apply_all = |order: &[usize]| {
+            let mut state = KnownState::new("default");
+            for b in std::iter::once(&seed).chain(order.iter().map(|&i| &batches[i])) {
+                let outcome = reconcile(&state, b, &cfg).unwrap();
+                state.apply(&outcome);
+            }
+            state
+        };
+        let in_order: Vec<usize> = (0..batches.len()).collect();
+        let expected = apply_all(&in_order);
+        prop_assert_eq!(expected.len(), usize::from(devices));
+        prop_assert_eq!(&apply_all(&order), &expected);
+        let reversed: Vec<usize> = in_order.iter().rev().copied().collect();
+        prop_assert_eq!(&apply_all(&reversed), &expected);
+    }
+}

@@ -5,8 +5,8 @@ mod common;
 
 use common::*;
 use sr_reconcile::{
-    DeviceField, DeviceUid, Identifier, IdentifierKind, KnownState, ReconcileConfig,
-    ReconcileError, canonical_id, reconcile, required_lookups,
+    DeviceField, DeviceUid, Identifier, IdentifierKind, KnownState, Observation, ReconcileConfig,
+    ReconcileError, Stated, canonical_id, reconcile, required_lookups,
 };
 
 use IdentifierKind::{AgentId, ArmisDeviceId, IntegrationId, Mac, NetboxDeviceId};
@@ -630,8 +630,102 @@ fn unchanged_resighting_within_precision_writes_nothing() {
     assert_eq!(out.updates.len(), 1, "stale last_seen is refreshed");
     assert_eq!(
         out.updates[0].changed.iter().copied().collect::<Vec<_>>(),
-        vec![DeviceField::LastSeen]
+        vec![DeviceField::LastSeen],
+        "the host name's stamp moves with it: stated at last_seen"
     );
+}
+
+/// The late update of one source, older than a newer sighting by another source that does not
+/// state the same fields, still states its fields: the row ends as it would in order.
+#[test]
+fn a_late_update_of_one_source_still_states_what_a_newer_sighting_of_another_left_out() {
+    let cfg = ReconcileConfig {
+        last_seen_precision: chrono::TimeDelta::zero(),
+    };
+    let seed = batch(vec![
+        obs("10.0.0.1")
+            .source("armis")
+            .armis("1")
+            .hostname("old")
+            .meta("model", "m0")
+            .at(0),
+    ]);
+    let armis = batch(vec![
+        obs("10.0.0.1")
+            .source("armis")
+            .armis("1")
+            .hostname("new")
+            .meta("model", "m1")
+            .at(19),
+    ]);
+    let sweep = batch(vec![obs("10.0.0.1").source("sweep").available(true).at(23)]);
+    let run = |order: [&Vec<Observation>; 3]| {
+        let mut state = KnownState::new("default");
+        for b in order {
+            let out = reconcile(&state, b, &cfg).unwrap();
+            state.apply(&out);
+        }
+        state
+    };
+    let in_order = run([&seed, &armis, &sweep]);
+    let late = run([&seed, &sweep, &armis]);
+    assert_eq!(late, in_order);
+    let d = device_with_ip(&late, "10.0.0.1").unwrap();
+    assert_eq!(d.hostname.as_deref(), Some("new"));
+    assert_eq!(d.model.as_deref(), Some("m1"));
+    assert_eq!(d.is_available, Some(true));
+    assert_eq!(d.last_seen, at(23));
+    assert_eq!(d.stamp(&Stated::Hostname), Some(at(19)));
+    assert_eq!(d.stamp(&Stated::IsAvailable), Some(at(23)));
+    assert_eq!(d.stamp(&Stated::Os), None);
+    // What is stored besides last_seen: the values stated before it.
+    let older: Vec<Stated> = d.stamps.iter().map(|(k, _)| k.clone()).collect();
+    assert!(older.contains(&Stated::Hostname) && !older.contains(&Stated::IsAvailable));
+    // An even older update of the same source changes none of it.
+    let older_update = batch(vec![
+        obs("10.0.0.1")
+            .source("armis")
+            .armis("1")
+            .hostname("older")
+            .at(10),
+    ]);
+    let out = reconcile(&late, &older_update, &cfg).unwrap();
+    assert!(!out.has_writes());
+}
+
+/// Two sources stating different values at the same time: the greater value wins, in either
+/// order and within one batch.
+#[test]
+fn equal_times_pick_the_greater_value_whatever_the_order() {
+    let cfg = ReconcileConfig {
+        last_seen_precision: chrono::TimeDelta::zero(),
+    };
+    let run = |batches: &[Vec<Observation>]| {
+        let mut state = KnownState::new("default");
+        for b in batches {
+            let out = reconcile(&state, b, &cfg).unwrap();
+            state.apply(&out);
+        }
+        state
+    };
+    let seed = batch(vec![obs("10.0.0.1").source("armis").armis("1").at(0)]);
+    let a = obs("10.0.0.1")
+        .source("armis")
+        .armis("1")
+        .hostname("alpha")
+        .at(5);
+    let b = obs("10.0.0.1").source("netbox").hostname("beta").at(5);
+    let all = [
+        run(&[seed.clone(), batch(vec![a.clone()]), batch(vec![b.clone()])]),
+        run(&[seed.clone(), batch(vec![b.clone()]), batch(vec![a.clone()])]),
+        run(&[seed, batch(vec![b, a])]),
+    ];
+    for s in &all {
+        let d = device_with_ip(s, "10.0.0.1").unwrap();
+        assert_eq!(d.hostname.as_deref(), Some("beta"));
+    }
+    assert_eq!(all[0], all[1]);
+    assert_eq!(all[1], all[2]);
 }
 
 #[test]

@@ -250,3 +250,25 @@ fn two_updates_of_one_device_in_a_batch_settle_nothing() {
     settle(&mut state, &mut memo, &both);
     assert!(memo.is_empty());
 }
+
+/// A device whose values were stated at different times (an Armis host name at 0, a sweep's
+/// availability at 10) is settled only until its oldest stamp is a precision old: a re-sync
+/// after that moves the host name's stamp, so it must be reconciled.
+#[test]
+fn the_window_ends_a_precision_after_the_oldest_stamp_not_after_last_seen() {
+    let mut state = KnownState::new("default");
+    let mut memo = Memo::default();
+    let armis = |minutes| armis_devices(1, minutes);
+    settle(&mut state, &mut memo, &armis(0));
+    let sweep = batch(vec![obs("10.1.0.1").source("sweep").available(true).at(10)]);
+    settle(&mut state, &mut memo, &sweep);
+    settle(&mut state, &mut memo, &armis(12));
+    assert_eq!(covered(&memo, &armis(14)), vec![true]);
+    assert_eq!(
+        covered(&memo, &armis(16)),
+        vec![false],
+        "15 minutes after the host name's stamp (0), though only 6 after last_seen (10)"
+    );
+    let out = reconcile(&state, &armis(16), &ReconcileConfig::default()).unwrap();
+    assert_eq!(out.updates.len(), 1, "reconciling it moves the stamps");
+}

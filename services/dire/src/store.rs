@@ -13,7 +13,7 @@ use sr_core::TenantId;
 use sr_core::inventory::SweepHint;
 use sr_reconcile::{
     ContentDigest, DeviceRecord, DeviceUid, Identifier, KnownState, Lookups, Memo, Observation,
-    Outcome, ReconcileConfig, Settled, content_digest,
+    Outcome, ReconcileConfig, Settled, Stamps, content_digest,
 };
 use uuid::Uuid;
 
@@ -100,32 +100,33 @@ pub async fn load_settled(
     memo: &mut Memo,
 ) -> Result<usize> {
     // Two statements: one generic plan for both would not know whether to probe or scan.
-    const ALL: &str = "SELECT uid, settled, first_seen, last_seen FROM devices
+    const ALL: &str = "SELECT d.uid, d.settled, d.first_seen, ${OLDEST} FROM devices d
          WHERE tenant_id = $1 AND partition = $2 AND settled IS NOT NULL";
-    const SOME: &str = "SELECT d.uid, d.settled, d.first_seen, d.last_seen
+    const SOME: &str = "SELECT d.uid, d.settled, d.first_seen, ${OLDEST}
          FROM UNNEST($3::text[]) AS k(uid)
          JOIN devices d ON d.tenant_id = $1 AND d.partition = $2 AND d.uid = k.uid
         WHERE d.settled IS NOT NULL";
     let uids: Option<Vec<String>> = uids.map(|u| u.iter().map(ToString::to_string).collect());
-    let query =
-        sqlx::query_as::<_, (String, Vec<u8>, DateTime<Utc>, DateTime<Utc>)>(if uids.is_some() {
-            SOME
-        } else {
-            ALL
-        })
-        .bind(tenant.as_uuid())
-        .bind(partition);
+    // The row's oldest stamp (see `DeviceRecord::oldest_stamp`).
+    const OLDEST: &str = "LEAST(d.last_seen, (SELECT min((e->>1)::timestamptz)
+                                  FROM jsonb_array_elements(d.stamps) AS e))";
+    let sql = if uids.is_some() { SOME } else { ALL }.replace("${OLDEST}", OLDEST);
+    let query = sqlx::query_as::<_, (String, Vec<u8>, DateTime<Utc>, DateTime<Utc>)>(
+        sqlx::AssertSqlSafe(sql),
+    )
+    .bind(tenant.as_uuid())
+    .bind(partition);
     let query = match uids {
         Some(u) => query.bind(u),
         None => query,
     };
     let mut rows = query.fetch(conn);
     let mut added = 0;
-    while let Some((uid, digest, first_seen, last_seen)) = rows.try_next().await? {
+    while let Some((uid, digest, first_seen, oldest)) = rows.try_next().await? {
         let digest: ContentDigest = digest
             .try_into()
             .map_err(|d: Vec<u8>| Error::Corrupt(format!("settled digest of {} bytes", d.len())))?;
-        if let Some(s) = Settled::new(digest, first_seen, last_seen, cfg) {
+        if let Some(s) = Settled::new(digest, first_seen, oldest, cfg) {
             memo.insert(parse_uid(&uid)?, s);
             added += 1;
         }
@@ -148,6 +149,7 @@ WITH wanted AS (
 )
 SELECT d.uid, d.ip, d.mac, d.hostname, d.type, d.vendor, d.model, d.os, d.agent_id,
        d.discovery_sources, d.is_available, d.first_seen, d.last_seen, d.metadata, d.sweep_hints,
+       d.stamps,
        ARRAY(SELECT i.type || E'\x1f' || i.value FROM identifiers i
               WHERE i.tenant_id = $1 AND i.partition = $2 AND i.device_uid = d.uid) AS identifiers
   FROM wanted w
@@ -210,7 +212,8 @@ fn device_from_row(row: &PgRow) -> Result<DeviceRecord> {
     let sources: Vec<String> = row.try_get("discovery_sources")?;
     let metadata: sqlx::types::Json<BTreeMap<String, String>> = row.try_get("metadata")?;
     let hints: sqlx::types::Json<Vec<SweepHint>> = row.try_get("sweep_hints")?;
-    Ok(DeviceRecord {
+    let stamps: sqlx::types::Json<Stamps> = row.try_get("stamps")?;
+    let mut record = DeviceRecord {
         uid: parse_uid(&uid)?,
         ip: row.try_get("ip")?,
         mac: row.try_get("mac")?,
@@ -226,7 +229,10 @@ fn device_from_row(row: &PgRow) -> Result<DeviceRecord> {
         last_seen: row.try_get("last_seen")?,
         metadata: metadata.0,
         sweep_hints: hints.0,
-    })
+        stamps: stamps.0,
+    };
+    record.compress();
+    Ok(record)
 }
 
 /// Device rows as column arrays for `UNNEST`.
@@ -249,6 +255,7 @@ struct Columns<'s> {
     metadata: Vec<serde_json::Value>,
     hints: Vec<serde_json::Value>,
     settled: Vec<Option<&'s [u8]>>,
+    stamps: Vec<serde_json::Value>,
 }
 
 impl<'s> Columns<'s> {
@@ -282,6 +289,7 @@ impl<'s> Columns<'s> {
             c.hints.push(serde_json::to_value(&r.sweep_hints)?);
             c.settled
                 .push(settled.get(&r.uid).map(<[u8; 16]>::as_slice));
+            c.stamps.push(serde_json::to_value(&r.stamps)?);
         }
         Ok(c)
     }
@@ -307,6 +315,7 @@ impl<'s> Columns<'s> {
             .bind(&self.metadata)
             .bind(&self.hints)
             .bind(&self.settled)
+            .bind(&self.stamps)
     }
 }
 
@@ -323,9 +332,10 @@ fn join<'a>(items: impl Iterator<Item = &'a String>) -> String {
 
 const UNNEST_DEVICES: &str = r"UNNEST($3::text[], $4::inet[], $5::text[], $6::text[], $7::text[],
     $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::bool[],
-    $15::timestamptz[], $16::timestamptz[], $17::jsonb[], $18::jsonb[], $19::bytea[])
+    $15::timestamptz[], $16::timestamptz[], $17::jsonb[], $18::jsonb[], $19::bytea[],
+    $20::jsonb[])
     AS u(uid, ip, mac, hostname, name, type, vendor, model, os, agent_id, sources, is_available,
-         first_seen, last_seen, metadata, hints, settled)";
+         first_seen, last_seen, metadata, hints, settled, stamps)";
 
 const SOURCES: &str = r"COALESCE(string_to_array(NULLIF(u.sources, ''), E'\x1f'), '{}')";
 
@@ -484,10 +494,10 @@ pub async fn insert_devices(
     let sql = format!(
         "INSERT INTO devices (tenant_id, partition, uid, ip, mac, hostname, name, type, vendor,
              model, os, agent_id, discovery_sources, is_available, first_seen, last_seen,
-             metadata, sweep_hints, settled, revision)
+             metadata, sweep_hints, settled, stamps, revision)
          SELECT $1, $2, u.uid, u.ip, u.mac, u.hostname, u.name, u.type, u.vendor, u.model, u.os,
                 u.agent_id, {SOURCES}, u.is_available, u.first_seen, u.last_seen, u.metadata,
-                u.hints, u.settled, nextval('device_revisions')
+                u.hints, u.settled, u.stamps, nextval('device_revisions')
            FROM {UNNEST_DEVICES}
          RETURNING uid, revision"
     );
@@ -522,7 +532,7 @@ pub async fn update_devices(
                 vendor = u.vendor, model = u.model, os = u.os, agent_id = u.agent_id,
                 discovery_sources = {SOURCES}, is_available = u.is_available,
                 first_seen = u.first_seen, last_seen = u.last_seen, metadata = u.metadata,
-                sweep_hints = u.hints, settled = u.settled,
+                sweep_hints = u.hints, settled = u.settled, stamps = u.stamps,
                 revision = nextval('device_revisions'), updated_at = now()
            FROM {UNNEST_DEVICES}
           WHERE d.tenant_id = $1 AND d.partition = $2 AND d.uid = u.uid

@@ -150,7 +150,7 @@ impl Env {
             "SELECT json_agg(d ORDER BY d.tenant_id, d.partition, d.uid) FROM (
                SELECT tenant_id, partition, uid, host(ip) AS ip, mac, hostname, name, type, vendor,
                       model, os, agent_id, discovery_sources, is_available, first_seen, last_seen,
-                      metadata, sweep_hints,
+                      metadata, sweep_hints, stamps,
                       (SELECT json_agg(i.type || '=' || i.value ORDER BY i.type, i.value)
                          FROM identifiers i
                         WHERE i.tenant_id = devices.tenant_id AND i.partition = devices.partition

@@ -62,16 +62,14 @@ async fn poison_message_is_terminated_counted_and_reported() {
 type Messages = Vec<(TenantId, Vec<Value>)>;
 
 /// Overlapping devices per (tenant, partition): a seed message per scope, then many messages
-/// that each re-report most of a scope's devices with newer values.
-///
-/// After the seed, each device is reported by one source only (Armis for the first `SWEPT`,
-/// sweeps for the rest). Replicas apply messages out of order, and the rules converge to the
-/// in-order result per field only while one source reports the device: a late Armis update
-/// that is older than a newer sweep of the same device only fills gaps, so its hostname would
-/// be lost where in order it would have been written (see docs/architecture.md, DIRE).
+/// that each re-report most of a scope's devices with newer values, by two sources: Armis
+/// (host name, model) for the first `ARMIS` devices, and sweeps (availability only) of every
+/// third IP of the whole pool, so most Armis devices are also swept. Replicas apply messages
+/// out of order: a late Armis update older than a newer sweep of its device must still state
+/// its host name and model.
 fn overlapping_messages(tenants: &[TenantId]) -> (Messages, Messages) {
     const POOL: usize = 120;
-    const SWEPT: usize = 100;
+    const ARMIS: usize = 100;
     let partitions = ["default", "site-b"];
     let device = |t: usize, p: &str, i: usize, k: i64| {
         let ip = format!("10.{t}.{}.{}", usize::from(p != "default"), i + 1);
@@ -97,11 +95,11 @@ fn overlapping_messages(tenants: &[TenantId]) -> (Messages, Messages) {
     for k in 1..=24i64 {
         let ti = (k as usize) % tenants.len();
         let p = partitions[(k as usize / 2) % 2];
-        let mut updates: Vec<Value> = (0..SWEPT)
+        let mut updates: Vec<Value> = (0..ARMIS)
             .filter(|i| !(i * 7 + k as usize * 13).is_multiple_of(3))
             .map(|i| device(ti, p, i, k))
             .collect();
-        for i in (SWEPT + k as usize % 3..POOL).step_by(3) {
+        for i in (k as usize % 3..POOL).step_by(3) {
             let ip = format!("10.{ti}.{}.{}", usize::from(p != "default"), i + 1);
             updates.push(json!({"ip": ip, "source": "sweep", "partition": p,
                 "timestamp": ts(k), "is_available": k % 3 != 0}));
@@ -269,4 +267,47 @@ async fn an_older_batch_delivered_after_a_newer_one_does_not_roll_the_device_bac
     assert_eq!(got["hostname"], "new");
     assert_eq!(d[0]["first_seen"], json!(at(0).to_rfc3339()));
     app.stop().await;
+}
+
+/// The late update of one source (Armis, 00:19) delivered after a newer sweep of the same
+/// device (00:23, availability only) still writes its host name and model: the time each value
+/// was stated is stored with the row (`stamps`) and read back for the next batch, so both
+/// orders end in the same row.
+#[tokio::test]
+async fn a_late_update_of_one_source_after_a_newer_sweep_still_writes_its_fields() {
+    let t = TenantId::random();
+    let seed = with_meta(
+        with(armis("1", "10.0.0.1", 0), "hostname", json!("old")),
+        "model",
+        "m0",
+    );
+    let late = with_meta(
+        with(armis("1", "10.0.0.1", 19), "hostname", json!("new")),
+        "model",
+        "m1",
+    );
+    let sweep = json!({"ip": "10.0.0.1", "source": "sweep", "partition": "default",
+        "timestamp": ts(23), "is_available": true});
+    let mut rows = Vec::new();
+    for order in [[&seed, &late, &sweep], [&seed, &sweep, &late]] {
+        let env = Env::new();
+        let app = env.start().await;
+        for update in order {
+            env.ingest(t, std::slice::from_ref(update)).await;
+        }
+        app.stop().await;
+        rows.push(env.devices(t).await);
+    }
+    assert_eq!(rows[0], rows[1], "in order and late");
+    let d = &rows[1][0];
+    assert_eq!(d["hostname"], "new");
+    assert_eq!(d["model"], "m1");
+    assert_eq!(d["is_available"], true);
+    assert_eq!(d["last_seen"], json!(at(23).to_rfc3339()));
+    // Stored besides last_seen: the host name, model and Armis metadata stated at 00:19.
+    let stamps = d["stamps"].as_array().unwrap();
+    let hostname = stamps.iter().find(|s| s[0] == "hostname").unwrap();
+    let stated: chrono::DateTime<chrono::Utc> = hostname[1].as_str().unwrap().parse().unwrap();
+    assert_eq!(stated, at(19), "{stamps:?}");
+    assert!(!stamps.iter().any(|s| s[0] == "is_available"), "{stamps:?}");
 }
