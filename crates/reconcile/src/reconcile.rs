@@ -912,13 +912,11 @@ fn merged_base(winner: &DeviceRecord, mut losers: Vec<&DeviceRecord>) -> DeviceR
         return rec;
     }
     losers.sort_by_key(|d| (Reverse(d.last_seen), d.uid));
-    let mut st = Stamper {
-        stamps: winner.expanded_stamps(),
-        fallback: winner.last_seen,
-        precision: TimeDelta::zero(),
-        implicit: None,
-        moved: false,
-    };
+    let mut st = Stamper::new(
+        winner.expanded_stamps(),
+        winner.last_seen,
+        TimeDelta::zero(),
+    );
     for l in losers {
         let at = |key: &Stated| l.stamp(key).unwrap_or(l.last_seen);
         let typed: [(&mut Option<String>, &Option<String>, Stated); 7] = [
@@ -955,53 +953,80 @@ fn merged_base(winner: &DeviceRecord, mut losers: Vec<&DeviceRecord>) -> DeviceR
 
 /// Decides the stamps of one row while its values are decided.
 struct Stamper {
-    /// Every value's stamp (the row's [`DeviceRecord::expanded_stamps`]) as decided so far.
+    /// Stamps decided so far: the row's own (only those before `fallback`, or all of them)
+    /// and the ones this fold set.
     stamps: Stamps,
-    /// The stamp of a value without an entry.
+    /// The stamp of a value without an entry (the base row's `last_seen`).
     fallback: DateTime<Utc>,
     /// A restatement of the same value moves its stamp only when at least this much newer.
     precision: TimeDelta,
-    /// A stamp equal to this is not recorded (a new row's `last_seen`, which it implies).
+    /// A stamp equal to this is not recorded: the row's `last_seen` after the fold whenever
+    /// anything moves (the batch's latest time, when not older than the row).
     implicit: Option<DateTime<Utc>>,
     /// True once a value or a stamp moved.
     moved: bool,
+    /// Restatements of unchanged values, less than `precision` newer and older than
+    /// `implicit`: they move their stamp only if the row is written anyway.
+    pending: Vec<(Stated, DateTime<Utc>)>,
 }
 
 impl Stamper {
+    fn new(stamps: Stamps, fallback: DateTime<Utc>, precision: TimeDelta) -> Self {
+        Stamper {
+            stamps,
+            fallback,
+            precision,
+            implicit: None,
+            moved: false,
+            pending: Vec::new(),
+        }
+    }
+
     /// Applies the newest statement `(time, value)` of the value `key` names to its `slot`: a
     /// newer statement (equal times: a greater value) replaces the value and takes its time;
-    /// a restatement of the same value moves the stamp only when at least `precision` newer;
-    /// an older one changes nothing.
+    /// a restatement of the same value moves the stamp when at least `precision` newer (else
+    /// only if the row is written anyway); an older one changes nothing. Returns the time of
+    /// the statement when the slot now holds its value.
     fn apply<V: Ord>(
         &mut self,
         slot: &mut Option<V>,
         key: impl Fn() -> Stated,
         newest: Option<(DateTime<Utc>, V)>,
-    ) {
-        let Some((t, v)) = newest else {
-            return;
-        };
+    ) -> Option<DateTime<Utc>> {
+        let (t, v) = newest?;
         let Some(old) = slot.as_ref() else {
             *slot = Some(v);
             self.set(key, t);
-            return;
+            return Some(t);
         };
-        let s = self.stamps.get(&key()).unwrap_or(self.fallback);
+        let s = if self.stamps.is_empty() {
+            self.fallback
+        } else {
+            self.stamps.get(&key()).unwrap_or(self.fallback)
+        };
+        let now = (v == *old).then_some(t);
         if (t, &v) <= (s, old) {
-            return;
+            return now;
         }
         if v != *old {
             *slot = Some(v);
             self.set(key, t);
-        } else if t - s >= self.precision {
-            self.set(key, t);
+            return Some(t);
         }
+        if t - s >= self.precision {
+            self.set(key, t);
+        } else if self.implicit != Some(t) {
+            self.pending.push((key(), t));
+        }
+        now
     }
 
     fn set(&mut self, key: impl Fn() -> Stated, t: DateTime<Utc>) {
         self.moved = true;
         if self.implicit != Some(t) {
             self.stamps.set(key(), t);
+        } else if !self.stamps.is_empty() {
+            self.stamps.remove(&key());
         }
     }
 
@@ -1011,12 +1036,12 @@ impl Stamper {
         metadata: &mut BTreeMap<String, String>,
         k: &str,
         (t, v): (DateTime<Utc>, &str),
-    ) {
+    ) -> Option<DateTime<Utc>> {
         if v.trim().is_empty() {
-            return;
+            return None;
         }
         let mut slot = metadata.remove(k);
-        self.apply(
+        let now = self.apply(
             &mut slot,
             || Stated::Metadata(k.to_owned()),
             Some((t, v.to_owned())),
@@ -1024,19 +1049,33 @@ impl Stamper {
         if let Some(v) = slot {
             metadata.insert(k.to_owned(), v);
         }
+        now
     }
 
     /// [`Stamper::apply`] for the sweep hint of one (source, query label).
-    fn apply_hint(&mut self, hints: &mut Vec<SweepHint>, (t, hint): (DateTime<Utc>, &SweepHint)) {
+    fn apply_hint(
+        &mut self,
+        hints: &mut Vec<SweepHint>,
+        (t, hint): (DateTime<Utc>, &SweepHint),
+    ) -> Option<DateTime<Utc>> {
         let order = |h: &SweepHint| (h.source.clone(), h.query_label.clone());
         let pos = hints.binary_search_by_key(&order(hint), order);
         let mut slot = pos.ok().map(|i| hints[i].clone());
-        self.apply(&mut slot, || hint_key(hint), Some((t, hint.clone())));
+        let now = self.apply(&mut slot, || hint_key(hint), Some((t, hint.clone())));
         if let Some(h) = slot {
             match pos {
                 Ok(i) => hints[i] = h,
                 Err(i) => hints.insert(i, h),
             }
+        }
+        now
+    }
+
+    /// Gives an explicit stamp (`fallback`) to a value the row holds that has none: it keeps
+    /// its time while `last_seen` moves on.
+    fn keep(&mut self, key: Stated) {
+        if self.stamps.is_empty() || self.stamps.get(&key).is_none() {
+            self.stamps.set(key, self.fallback);
         }
     }
 }
@@ -1094,6 +1133,12 @@ pub(crate) fn holds(record: &DeviceRecord, o: &Observation) -> bool {
             .is_none_or(|h| record.sweep_hints.contains(&h))
 }
 
+/// What an update states for one typed column.
+type TypedValue = dyn Fn(&Observation) -> Option<String>;
+
+/// (source, query label) of a sweep hint.
+type HintKey<'a> = (&'a str, Option<&'a str>);
+
 /// Applies a device's updates (latest first) to its base row, order-independently.
 ///
 /// Every stated value takes the newest statement among the row's (its stamp) and the updates'
@@ -1111,57 +1156,28 @@ pub(crate) fn fold_updates(
     cfg: &ReconcileConfig,
 ) -> DeviceRecord {
     let precision = cfg.last_seen_precision;
-    let Some(old) = stored else {
-        return fold_pass(base, uid, latest_first, ip, None, precision);
-    };
-    let first = fold_pass(base.clone(), uid, latest_first, ip, stored, precision);
-    if first == *old || precision.is_zero() {
-        return first;
-    }
-    // Written anyway: every restated value takes the time it was restated, as `last_seen`.
-    fold_pass(base, uid, latest_first, ip, stored, TimeDelta::zero())
-}
-
-/// What an update states for one typed column.
-type TypedValue = dyn Fn(&Observation) -> Option<String>;
-
-/// (source, query label) of a sweep hint.
-type HintKey<'a> = (&'a str, Option<&'a str>);
-
-fn fold_pass(
-    base: Option<DeviceRecord>,
-    uid: DeviceUid,
-    latest_first: &[&Observation],
-    ip: Option<IpAddr>,
-    stored: Option<&DeviceRecord>,
-    precision: TimeDelta,
-) -> DeviceRecord {
     let t_max = latest_first.iter().map(|o| o.timestamp).max();
     let t_min = latest_first.iter().map(|o| o.timestamp).min();
     let (mut rec, mut st) = match (base, t_min) {
-        (Some(b), _) => {
-            let st = Stamper {
-                stamps: b.expanded_stamps(),
-                fallback: b.last_seen,
-                precision,
-                implicit: None,
-                moved: false,
-            };
+        (Some(mut b), _) => {
+            let stamps = std::mem::take(&mut b.stamps);
+            let st = Stamper::new(stamps, b.last_seen, precision);
             (b, st)
         }
         (None, t) => {
             let t = t.unwrap_or(DateTime::<Utc>::UNIX_EPOCH);
-            let st = Stamper {
-                stamps: Stamps::default(),
-                fallback: t,
-                precision,
-                implicit: t_max,
-                moved: false,
-            };
-            (DeviceRecord::new(uid, t), st)
+            (
+                DeviceRecord::new(uid, t),
+                Stamper::new(Stamps::default(), t, precision),
+            )
         }
     };
+    let base_seen = rec.last_seen;
+    st.implicit = t_max.filter(|t| *t >= base_seen);
     rec.uid = uid;
+    // Which values now hold the batch's statement at its latest time (their stamp becomes
+    // the new `last_seen` when the row is written).
+    let mut typed_now = [false; 8];
     let typed: [(&mut Option<String>, Stated, &TypedValue); 7] = [
         (&mut rec.hostname, Stated::Hostname, &|o| o.hostname.clone()),
         (&mut rec.mac, Stated::Mac, &|o| o.mac.map(|m| m.to_string())),
@@ -1177,11 +1193,13 @@ fn fold_pass(
         }),
         (&mut rec.os, Stated::Os, &|o| first_meta(o, &OS_KEYS)),
     ];
-    for (slot, key, value) in typed {
-        st.apply(slot, || key.clone(), newest(latest_first, value));
+    for (i, (slot, key, value)) in typed.into_iter().enumerate() {
+        let now = st.apply(slot, || key.clone(), newest(latest_first, value));
+        typed_now[i] = now.is_some() && now == t_max;
     }
     let available = newest(latest_first, |o| o.is_available);
-    st.apply(&mut rec.is_available, || Stated::IsAvailable, available);
+    let now = st.apply(&mut rec.is_available, || Stated::IsAvailable, available);
+    typed_now[7] = now.is_some() && now == t_max;
     let mut meta: BTreeMap<&str, (DateTime<Utc>, &str)> = BTreeMap::new();
     for o in latest_first {
         for (k, v) in &o.metadata {
@@ -1191,8 +1209,12 @@ fn fold_pass(
             }
         }
     }
+    let mut meta_now: Vec<&str> = Vec::new();
     for (k, stated) in meta {
-        st.apply_metadata(&mut rec.metadata, k, stated);
+        let now = st.apply_metadata(&mut rec.metadata, k, stated);
+        if now.is_some() && now == t_max {
+            meta_now.push(k);
+        }
     }
     let hints: Vec<(DateTime<Utc>, SweepHint)> = latest_first
         .iter()
@@ -1205,8 +1227,12 @@ fn fold_pass(
             newest_hints.insert(key, (*t, h));
         }
     }
-    for stated in newest_hints.into_values() {
-        st.apply_hint(&mut rec.sweep_hints, stated);
+    let mut hints_now: Vec<HintKey<'_>> = Vec::new();
+    for (key, stated) in newest_hints {
+        let now = st.apply_hint(&mut rec.sweep_hints, stated);
+        if now.is_some() && now == t_max {
+            hints_now.push(key);
+        }
     }
     rec.discovery_sources
         .extend(latest_first.iter().filter_map(|o| o.source.clone()));
@@ -1226,9 +1252,43 @@ fn fold_pass(
                     differs
                 };
                 let stale = t - rec.last_seen >= precision;
+                if other_changed || (stale && t > rec.last_seen) {
+                    // Written anyway: restated values take the time they were restated.
+                    for (key, at) in std::mem::take(&mut st.pending) {
+                        st.stamps.set(key, at);
+                    }
+                }
                 if t > rec.last_seen && (other_changed || stale) {
                     rec.last_seen = t;
                 }
+            }
+        }
+    }
+    if rec.last_seen > base_seen && stored.is_some() {
+        // `last_seen` moves on: values not restated now keep their own time.
+        let typed_keys = [
+            Stated::Hostname,
+            Stated::Mac,
+            Stated::AgentId,
+            Stated::DeviceType,
+            Stated::Vendor,
+            Stated::Model,
+            Stated::Os,
+            Stated::IsAvailable,
+        ];
+        for (key, now) in typed_keys.into_iter().zip(typed_now) {
+            if !now && rec.has(&key) {
+                st.keep(key);
+            }
+        }
+        for k in rec.metadata.keys() {
+            if !meta_now.contains(&k.as_str()) {
+                st.keep(Stated::Metadata(k.clone()));
+            }
+        }
+        for h in &rec.sweep_hints {
+            if !hints_now.contains(&(h.source.as_str(), h.query_label.as_deref())) {
+                st.keep(hint_key(h));
             }
         }
     }

@@ -958,3 +958,49 @@ fn sweep_hints_keep_the_latest_per_source_and_query_label() {
         ]
     );
 }
+
+/// At the default precision: a row written anyway stamps every restated value with the new
+/// `last_seen` and keeps the time of the values the update did not state; an unchanged
+/// restatement within the precision writes nothing.
+#[test]
+fn a_written_row_restamps_restated_values_and_keeps_the_others() {
+    let armis = |minutes, model: &str| {
+        batch(vec![
+            obs("10.0.0.1")
+                .source("armis")
+                .armis("1")
+                .hostname("h")
+                .meta("model", model)
+                .at(minutes),
+        ])
+    };
+    let sweep = batch(vec![obs("10.0.0.1").source("sweep").available(true).at(10)]);
+    let mut state = state_after(&[armis(0, "m0"), sweep]);
+    let d = device_with_ip(&state, "10.0.0.1").unwrap();
+    assert_eq!(d.stamp(&Stated::Hostname), Some(at(0)));
+    assert_eq!(d.stamp(&Stated::IsAvailable), Some(at(10)));
+    let out = step(&mut state, &armis(20, "m1"));
+    assert_eq!(out.updates.len(), 1);
+    let d = device_with_ip(&state, "10.0.0.1").unwrap();
+    assert_eq!(d.last_seen, at(20));
+    assert_eq!(
+        d.stamp(&Stated::Hostname),
+        Some(at(20)),
+        "restated, row written"
+    );
+    assert_eq!(d.stamp(&Stated::Model), Some(at(20)));
+    assert_eq!(
+        d.stamp(&Stated::IsAvailable),
+        Some(at(10)),
+        "not stated: kept"
+    );
+    let stored: Vec<(Stated, chrono::DateTime<chrono::Utc>)> =
+        d.stamps.iter().map(|(k, t)| (k.clone(), *t)).collect();
+    let sweep_hint = Stated::Hint("sweep".into(), None);
+    assert_eq!(
+        stored,
+        vec![(Stated::IsAvailable, at(10)), (sweep_hint, at(10))]
+    );
+    let out = step(&mut state, &armis(25, "m1"));
+    assert!(!out.has_writes(), "unchanged within the precision");
+}
