@@ -1176,7 +1176,7 @@ pub(crate) fn fold_updates(
     st.implicit = t_max.filter(|t| *t >= base_seen);
     rec.uid = uid;
     // Which values now hold the batch's statement at its latest time (their stamp becomes
-    // the new `last_seen` when the row is written).
+    // the new `last_seen` when the row is written); typed ones in `Stated::TYPED` order.
     let mut typed_now = [false; 8];
     let typed: [(&mut Option<String>, Stated, &TypedValue); 7] = [
         (&mut rec.hostname, Stated::Hostname, &|o| o.hostname.clone()),
@@ -1266,17 +1266,7 @@ pub(crate) fn fold_updates(
     }
     if rec.last_seen > base_seen && stored.is_some() {
         // `last_seen` moves on: values not restated now keep their own time.
-        let typed_keys = [
-            Stated::Hostname,
-            Stated::Mac,
-            Stated::AgentId,
-            Stated::DeviceType,
-            Stated::Vendor,
-            Stated::Model,
-            Stated::Os,
-            Stated::IsAvailable,
-        ];
-        for (key, now) in typed_keys.into_iter().zip(typed_now) {
+        for (key, now) in Stated::TYPED.into_iter().zip(typed_now) {
             if !now && rec.has(&key) {
                 st.keep(key);
             }

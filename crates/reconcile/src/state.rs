@@ -127,19 +127,9 @@ impl DeviceRecord {
 
     /// The keys of every value present in the row.
     pub fn stated(&self) -> Vec<Stated> {
-        let typed = [
-            (Stated::Hostname, self.hostname.is_some()),
-            (Stated::Mac, self.mac.is_some()),
-            (Stated::AgentId, self.agent_id.is_some()),
-            (Stated::DeviceType, self.device_type.is_some()),
-            (Stated::Vendor, self.vendor.is_some()),
-            (Stated::Model, self.model.is_some()),
-            (Stated::Os, self.os.is_some()),
-            (Stated::IsAvailable, self.is_available.is_some()),
-        ];
-        typed
+        Stated::TYPED
             .into_iter()
-            .filter_map(|(k, present)| present.then_some(k))
+            .filter(|k| self.has(k))
             .chain(self.metadata.keys().map(|k| Stated::Metadata(k.clone())))
             .chain(
                 self.sweep_hints
@@ -192,8 +182,23 @@ pub enum Stated {
     Hint(String, Option<String>),
 }
 
+impl Stated {
+    /// The typed columns, in declaration order.
+    pub const TYPED: [Stated; 8] = [
+        Stated::Hostname,
+        Stated::Mac,
+        Stated::AgentId,
+        Stated::DeviceType,
+        Stated::Vendor,
+        Stated::Model,
+        Stated::Os,
+        Stated::IsAvailable,
+    ];
+}
+
 /// The time each stated value of a device was last stated (at the configured precision: a
-/// restatement of the same value moves its stamp only once it is `last_seen_precision` newer).
+/// restatement of the same value moves its stamp once it is `last_seen_precision` newer or
+/// when the row is written anyway).
 ///
 /// A value is replaced only by a statement newer than its stamp (equal times: the greater
 /// value), so the final row does not depend on the order in which updates arrive, whichever
