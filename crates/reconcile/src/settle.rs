@@ -248,6 +248,8 @@ struct Shard {
     sorted: Vec<(u64, Entry)>,
     /// Changes not merged yet: `None` removes.
     recent: HashMap<u64, Option<Entry>>,
+    /// Entries held (of `sorted` and `recent` together).
+    len: usize,
 }
 
 impl Shard {
@@ -262,7 +264,14 @@ impl Shard {
         }
     }
 
+    /// Sets or (`None`) removes the entry of `key`.
     fn set(&mut self, key: u64, entry: Option<Entry>) {
+        match (self.get(key).is_some(), entry.is_some()) {
+            (false, false) => return,
+            (false, true) => self.len += 1,
+            (true, false) => self.len -= 1,
+            (true, true) => {}
+        }
         self.recent.insert(key, entry);
         if self.recent.len() > 256 + self.sorted.len() / 16 {
             self.merge();
@@ -293,16 +302,7 @@ impl Shard {
     }
 
     fn len(&self) -> usize {
-        let in_sorted = |k: &u64| self.sorted.binary_search_by_key(k, |(k, _)| *k).is_ok();
-        let (mut added, mut removed) = (0, 0);
-        for (k, change) in &self.recent {
-            match (in_sorted(k), change.is_some()) {
-                (false, true) => added += 1,
-                (true, false) => removed += 1,
-                _ => {}
-            }
-        }
-        self.sorted.len() + added - removed
+        self.len
     }
 }
 
@@ -368,10 +368,7 @@ impl Memo {
     /// Forgets `uid`.
     pub fn remove(&mut self, uid: &DeviceUid) {
         let key = short_uid(uid);
-        let shard = self.shard_mut(key);
-        if shard.get(key).is_some() {
-            shard.set(key, None);
-        }
+        self.shard_mut(key).set(key, None);
     }
 
     /// True when the update with `key` seen at `at` changes nothing (by itself).
