@@ -43,6 +43,7 @@
 //!    IP. So batches applied out of order (replicas, redelivery) end in the in-order rows
 //!    (exactly so at precision 0). Merged rows combine the same way.
 
+use std::borrow::Cow;
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -919,18 +920,11 @@ fn merged_base(winner: &DeviceRecord, mut losers: Vec<&DeviceRecord>) -> DeviceR
     );
     for l in losers {
         let at = |key: &Stated| l.stamp(key).unwrap_or(l.last_seen);
-        let typed: [(&mut Option<String>, &Option<String>, Stated); 7] = [
-            (&mut rec.hostname, &l.hostname, Stated::Hostname),
-            (&mut rec.mac, &l.mac, Stated::Mac),
-            (&mut rec.device_type, &l.device_type, Stated::DeviceType),
-            (&mut rec.vendor, &l.vendor, Stated::Vendor),
-            (&mut rec.model, &l.model, Stated::Model),
-            (&mut rec.os, &l.os, Stated::Os),
-            (&mut rec.agent_id, &l.agent_id, Stated::AgentId),
-        ];
-        for (slot, from, key) in typed {
-            let newest = from.clone().map(|v| (at(&key), v));
-            st.apply(slot, || key.clone(), newest);
+        for key in &Stated::TYPED {
+            if let (Some(slot), Some(from)) = (rec.column_mut(key), l.column(key)) {
+                let newest = from.clone().map(|v| (at(key), v));
+                st.apply(slot, || key.clone(), newest);
+            }
         }
         let newest = l.is_available.map(|v| (at(&Stated::IsAvailable), v));
         st.apply(&mut rec.is_available, || Stated::IsAvailable, newest);
@@ -1101,29 +1095,37 @@ const VENDOR_KEYS: [&str; 2] = ["vendor", "manufacturer"];
 const MODEL_KEYS: [&str; 1] = ["model"];
 const OS_KEYS: [&str; 2] = ["os", "operating_system"];
 
-fn first_meta(o: &Observation, keys: &[&str]) -> Option<String> {
-    keys.iter().find_map(|k| o.meta(k)).map(str::to_owned)
+/// What `o` states for the text column `key` names (see [`DeviceRecord::column`]).
+fn stated_column<'o>(o: &'o Observation, key: &Stated) -> Option<Cow<'o, str>> {
+    let meta = |keys: &[&str]| keys.iter().find_map(|k| o.meta(k)).map(Cow::Borrowed);
+    match key {
+        Stated::Hostname => o.hostname.as_deref().map(Cow::Borrowed),
+        Stated::Mac => o.mac.map(|m| Cow::Owned(m.to_string())),
+        Stated::AgentId => o.agent_id.as_deref().map(Cow::Borrowed),
+        Stated::DeviceType => meta(&TYPE_KEYS),
+        Stated::Vendor => meta(&VENDOR_KEYS),
+        Stated::Model => meta(&MODEL_KEYS),
+        Stated::Os => meta(&OS_KEYS),
+        Stated::IsAvailable | Stated::Metadata(_) | Stated::Hint(..) => None,
+    }
 }
 
 /// True when `record` holds every value `o` states, so that `o`, stated after every stamp of
 /// the row, would change no value: its IP, source, typed values, availability, non-blank
 /// metadata and sweep hint are the row's.
 pub(crate) fn holds(record: &DeviceRecord, o: &Observation) -> bool {
-    let same =
-        |slot: &Option<String>, v: Option<&str>| v.is_none_or(|v| slot.as_deref() == Some(v));
-    let meta = |keys: &[&str]| keys.iter().find_map(|k| o.meta(k));
+    let column_held = |key: &Stated| {
+        stated_column(o, key).is_none_or(|v| {
+            record
+                .column(key)
+                .is_some_and(|c| c.as_deref() == Some(v.as_ref()))
+        })
+    };
     record.ip == Some(o.ip)
         && o.source
             .as_ref()
             .is_none_or(|s| record.discovery_sources.contains(s))
-        && same(&record.hostname, o.hostname.as_deref())
-        && o.mac
-            .is_none_or(|m| record.mac.as_deref() == Some(m.to_string().as_str()))
-        && same(&record.agent_id, o.agent_id.as_deref())
-        && same(&record.device_type, meta(&TYPE_KEYS))
-        && same(&record.vendor, meta(&VENDOR_KEYS))
-        && same(&record.model, meta(&MODEL_KEYS))
-        && same(&record.os, meta(&OS_KEYS))
+        && Stated::TYPED.iter().all(column_held)
         && o.is_available
             .is_none_or(|a| record.is_available == Some(a))
         && o.metadata
@@ -1132,9 +1134,6 @@ pub(crate) fn holds(record: &DeviceRecord, o: &Observation) -> bool {
         && o.sweep_hint()
             .is_none_or(|h| record.sweep_hints.contains(&h))
 }
-
-/// What an update states for one typed column.
-type TypedValue = dyn Fn(&Observation) -> Option<String>;
 
 /// (source, query label) of a sweep hint.
 type HintKey<'a> = (&'a str, Option<&'a str>);
@@ -1178,28 +1177,19 @@ pub(crate) fn fold_updates(
     // Which values now hold the batch's statement at its latest time (their stamp becomes
     // the new `last_seen` when the row is written); typed ones in `Stated::TYPED` order.
     let mut typed_now = [false; 8];
-    let typed: [(&mut Option<String>, Stated, &TypedValue); 7] = [
-        (&mut rec.hostname, Stated::Hostname, &|o| o.hostname.clone()),
-        (&mut rec.mac, Stated::Mac, &|o| o.mac.map(|m| m.to_string())),
-        (&mut rec.agent_id, Stated::AgentId, &|o| o.agent_id.clone()),
-        (&mut rec.device_type, Stated::DeviceType, &|o| {
-            first_meta(o, &TYPE_KEYS)
-        }),
-        (&mut rec.vendor, Stated::Vendor, &|o| {
-            first_meta(o, &VENDOR_KEYS)
-        }),
-        (&mut rec.model, Stated::Model, &|o| {
-            first_meta(o, &MODEL_KEYS)
-        }),
-        (&mut rec.os, Stated::Os, &|o| first_meta(o, &OS_KEYS)),
-    ];
-    for (i, (slot, key, value)) in typed.into_iter().enumerate() {
-        let now = st.apply(slot, || key.clone(), newest(latest_first, value));
+    for (i, key) in Stated::TYPED.iter().enumerate() {
+        let now = match rec.column_mut(key) {
+            Some(slot) => {
+                let value = |o: &Observation| stated_column(o, key).map(Cow::into_owned);
+                st.apply(slot, || key.clone(), newest(latest_first, value))
+            }
+            None => {
+                let available = newest(latest_first, |o| o.is_available);
+                st.apply(&mut rec.is_available, || Stated::IsAvailable, available)
+            }
+        };
         typed_now[i] = now.is_some() && now == t_max;
     }
-    let available = newest(latest_first, |o| o.is_available);
-    let now = st.apply(&mut rec.is_available, || Stated::IsAvailable, available);
-    typed_now[7] = now.is_some() && now == t_max;
     let mut meta: BTreeMap<&str, (DateTime<Utc>, &str)> = BTreeMap::new();
     for o in latest_first {
         for (k, v) in &o.metadata {

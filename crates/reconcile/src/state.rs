@@ -90,20 +90,42 @@ impl DeviceRecord {
     /// True when the row holds a value for `key`.
     pub fn has(&self, key: &Stated) -> bool {
         match key {
-            Stated::Hostname => self.hostname.is_some(),
-            Stated::Mac => self.mac.is_some(),
-            Stated::AgentId => self.agent_id.is_some(),
-            Stated::DeviceType => self.device_type.is_some(),
-            Stated::Vendor => self.vendor.is_some(),
-            Stated::Model => self.model.is_some(),
-            Stated::Os => self.os.is_some(),
             Stated::IsAvailable => self.is_available.is_some(),
             Stated::Metadata(k) => self.metadata.contains_key(k),
             Stated::Hint(source, label) => self
                 .sweep_hints
                 .iter()
                 .any(|h| h.source == *source && h.query_label == *label),
+            column => self.column(column).is_some_and(Option::is_some),
         }
+    }
+
+    /// The text column `key` names (`None` for availability, metadata keys and hints).
+    pub fn column(&self, key: &Stated) -> Option<&Option<String>> {
+        Some(match key {
+            Stated::Hostname => &self.hostname,
+            Stated::Mac => &self.mac,
+            Stated::AgentId => &self.agent_id,
+            Stated::DeviceType => &self.device_type,
+            Stated::Vendor => &self.vendor,
+            Stated::Model => &self.model,
+            Stated::Os => &self.os,
+            Stated::IsAvailable | Stated::Metadata(_) | Stated::Hint(..) => return None,
+        })
+    }
+
+    /// [`DeviceRecord::column`], to write.
+    pub fn column_mut(&mut self, key: &Stated) -> Option<&mut Option<String>> {
+        Some(match key {
+            Stated::Hostname => &mut self.hostname,
+            Stated::Mac => &mut self.mac,
+            Stated::AgentId => &mut self.agent_id,
+            Stated::DeviceType => &mut self.device_type,
+            Stated::Vendor => &mut self.vendor,
+            Stated::Model => &mut self.model,
+            Stated::Os => &mut self.os,
+            Stated::IsAvailable | Stated::Metadata(_) | Stated::Hint(..) => return None,
+        })
     }
 
     /// Every value's stamp, `last_seen` included explicitly.
@@ -183,7 +205,7 @@ pub enum Stated {
 }
 
 impl Stated {
-    /// The typed columns, in declaration order.
+    /// The typed values: the text columns ([`DeviceRecord::column`]) and availability.
     pub const TYPED: [Stated; 8] = [
         Stated::Hostname,
         Stated::Mac,
