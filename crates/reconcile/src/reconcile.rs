@@ -1052,8 +1052,7 @@ impl Stamper {
         hints: &mut Vec<SweepHint>,
         (t, hint): (DateTime<Utc>, &SweepHint),
     ) -> Option<DateTime<Utc>> {
-        let order = |h: &SweepHint| (h.source.clone(), h.query_label.clone());
-        let pos = hints.binary_search_by_key(&order(hint), order);
+        let pos = hints.binary_search_by(|h| hint_order(h).cmp(&hint_order(hint)));
         let mut slot = pos.ok().map(|i| hints[i].clone());
         let now = self.apply(&mut slot, || hint_key(hint), Some((t, hint.clone())));
         if let Some(h) = slot {
@@ -1072,6 +1071,11 @@ impl Stamper {
             self.stamps.set(key, self.fallback);
         }
     }
+}
+
+/// The order of sweep hints in a row: by (source, query label).
+fn hint_order(h: &SweepHint) -> HintKey<'_> {
+    (h.source.as_str(), h.query_label.as_deref())
 }
 
 fn hint_key(h: &SweepHint) -> Stated {
@@ -1212,7 +1216,7 @@ pub(crate) fn fold_updates(
         .collect();
     let mut newest_hints: BTreeMap<HintKey<'_>, (DateTime<Utc>, &SweepHint)> = BTreeMap::new();
     for (t, h) in &hints {
-        let key = (h.source.as_str(), h.query_label.as_deref());
+        let key = hint_order(h);
         if newest_hints.get(&key).is_none_or(|m| (*t, h) > *m) {
             newest_hints.insert(key, (*t, h));
         }
@@ -1267,7 +1271,7 @@ pub(crate) fn fold_updates(
             }
         }
         for h in &rec.sweep_hints {
-            if !hints_now.contains(&(h.source.as_str(), h.query_label.as_deref())) {
+            if !hints_now.contains(&hint_order(h)) {
                 st.keep(hint_key(h));
             }
         }
