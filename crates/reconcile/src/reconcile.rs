@@ -1238,13 +1238,10 @@ pub(crate) fn fold_updates(
         match stored {
             None => rec.last_seen = rec.last_seen.max(t),
             Some(old) => {
-                // Values, sources, IP, first_seen (stamps compare through `moved`).
-                let other_changed = st.moved || {
-                    let stamps = std::mem::replace(&mut rec.stamps, old.stamps.clone());
-                    let differs = rec != *old;
-                    rec.stamps = stamps;
-                    differs
-                };
+                // Values, sources, IP, first_seen; stamps compare through `moved` (the row's
+                // own are in `st` and replace these below).
+                rec.stamps.clone_from(&old.stamps);
+                let other_changed = st.moved || rec != *old;
                 let stale = t - rec.last_seen >= precision;
                 if other_changed || (stale && t > rec.last_seen) {
                     // Written anyway: restated values take the time they were restated.
