@@ -62,6 +62,47 @@ struct DevDb {
 }
 
 impl DevDb {
+    /// Creates the database as another state directory would have left it (a table of its
+    /// own stands for rows sealed with that directory's key).
+    async fn create_stale(&self) {
+        let pool = sqlx::PgPool::connect(&sr_testkit::database_url())
+            .await
+            .unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "CREATE DATABASE \"{}\"",
+            self.name
+        )))
+        .execute(&pool)
+        .await
+        .unwrap();
+        pool.close().await;
+        let pool = sqlx::PgPool::connect(&self.url()).await.unwrap();
+        sqlx::query("CREATE TABLE left_by_another_state_dir (id int)")
+            .execute(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+    }
+
+    /// True while the table `create_stale` made exists.
+    async fn is_stale(&self) -> bool {
+        let pool = sqlx::PgPool::connect(&self.url()).await.unwrap();
+        let (found,): (bool,) = sqlx::query_as(
+            "SELECT EXISTS (SELECT 1 FROM pg_tables WHERE tablename = 'left_by_another_state_dir')",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        pool.close().await;
+        found
+    }
+
+    fn url(&self) -> String {
+        let base = sr_testkit::database_url();
+        let server = base.rsplit_once('/').map_or(base.as_str(), |(s, _)| s);
+        format!("{server}/{}", self.name)
+    }
+
     async fn drop_now(&self) {
         let pool = sqlx::PgPool::connect(&sr_testkit::database_url())
             .await
@@ -98,6 +139,9 @@ async fn scripts_dev_runs_the_pipeline_on_debug_binaries_and_prints_a_complete_s
     let db = DevDb {
         name: format!("sr_dev_{prefix}"),
     };
+    // A database left by another state directory: this fresh one has no key for it, so the
+    // script must drop it and start again.
+    db.create_stale().await;
     let state = tempfile::tempdir().unwrap();
     let base = port_base(&prefix);
     let out_path = state.path().join("stdout");
@@ -144,6 +188,7 @@ async fn scripts_dev_runs_the_pipeline_on_debug_binaries_and_prints_a_complete_s
     };
     let stdout = read(&out_path);
     let stderr = read(&err_path);
+    let stale_left = db.is_stale().await;
     db.drop_now().await;
     let status = status.unwrap_or_else(|| {
         panic!("scripts/dev did not finish\nstdout:\n{stdout}\nstderr:\n{stderr}")
@@ -153,6 +198,17 @@ async fn scripts_dev_runs_the_pipeline_on_debug_binaries_and_prints_a_complete_s
         "scripts/dev failed ({status})\nstdout:\n{stdout}\nstderr:\n{stderr}"
     );
 
+    assert!(
+        stdout.contains(&format!(
+            "database {} was made with another state directory",
+            db.name
+        )),
+        "{stdout}"
+    );
+    assert!(
+        !stale_left,
+        "the database left by another state directory was recreated"
+    );
     // It used the given binaries, and no build ran.
     assert!(
         stdout.contains(&format!("using the binaries in {}", bin.display())),
