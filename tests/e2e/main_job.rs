@@ -65,17 +65,7 @@ impl DevDb {
     /// Creates the database as another state directory would have left it (a table of its
     /// own stands for rows sealed with that directory's key).
     async fn create_stale(&self) {
-        let pool = sqlx::PgPool::connect(&sr_testkit::database_url())
-            .await
-            .unwrap();
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "CREATE DATABASE \"{}\"",
-            self.name
-        )))
-        .execute(&pool)
-        .await
-        .unwrap();
-        pool.close().await;
+        on_server(format!("CREATE DATABASE \"{}\"", self.name)).await;
         let pool = sqlx::PgPool::connect(&self.url()).await.unwrap();
         sqlx::query("CREATE TABLE left_by_another_state_dir (id int)")
             .execute(&pool)
@@ -104,18 +94,24 @@ impl DevDb {
     }
 
     async fn drop_now(&self) {
-        let pool = sqlx::PgPool::connect(&sr_testkit::database_url())
-            .await
-            .unwrap();
-        sqlx::query(sqlx::AssertSqlSafe(format!(
+        on_server(format!(
             "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
             self.name
-        )))
+        ))
+        .await;
+    }
+}
+
+/// Runs a statement on the server's own database (`DATABASE_URL`).
+async fn on_server(sql: String) {
+    let pool = sqlx::PgPool::connect(&sr_testkit::database_url())
+        .await
+        .unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(sql))
         .execute(&pool)
         .await
         .unwrap();
-        pool.close().await;
-    }
+    pool.close().await;
 }
 
 fn line<'a>(summary: &'a str, label: &str) -> &'a str {
