@@ -29,7 +29,8 @@ pub use outcome::{
 };
 pub use reconcile::{ReconcileConfig, ReconcileError, partitions, reconcile};
 pub use settle::{
-    ContentDigest, Key, Memo, Settled, content_digest, demote_touched, plan_skips, settled_by,
+    Claim, ContentDigest, Key, Memo, Settled, claim, content_digest, demote_touched, plan_skips,
+    plan_skips_claims, settled_by,
 };
 pub use state::{
     DeviceField, DeviceRecord, KnownState, Lookups, Stamps, StateError, Stated, required_lookups,

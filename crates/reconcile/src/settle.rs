@@ -16,7 +16,9 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::net::IpAddr;
 
-use chrono::{DateTime, TimeDelta, Utc};
+#[cfg(debug_assertions)]
+use chrono::TimeDelta;
+use chrono::{DateTime, Utc};
 use sha2::{Digest as _, Sha256};
 
 use crate::identifier::Identifier;
@@ -47,12 +49,27 @@ pub fn content_digest(o: &Observation) -> ContentDigest {
         &o.metadata,
         &o.is_available,
     );
-    // Serialising plain strings, maps and options into a Vec cannot fail.
-    let encoded = serde_json::to_vec(&content).unwrap_or_default();
-    let hash = Sha256::digest(&encoded);
+    // Serialised straight into the hash; plain strings, maps and options cannot fail.
+    let mut hasher = Hashing(Sha256::new());
+    let _ = serde_json::to_writer(&mut hasher, &content);
+    let hash = hasher.0.finalize();
     let mut out = [0u8; 16];
     out.copy_from_slice(&hash[..16]);
     out
+}
+
+/// Feeds what is written to it into a SHA-256.
+struct Hashing(Sha256);
+
+impl std::io::Write for Hashing {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// A device settled by an update with `digest`: another update with that content whose time
@@ -210,22 +227,40 @@ impl Key {
     /// The key of an update.
     #[must_use]
     pub fn of(o: &Observation) -> Key {
+        Key::claimed(o, &o.identifiers())
+    }
+
+    /// The key of an update whose identifiers ([`Observation::identifiers`]) are at hand.
+    #[must_use]
+    pub fn claimed(o: &Observation, identifiers: &[Identifier]) -> Key {
         Key {
-            uid: o.canonical_id(),
+            uid: crate::uid::canonical_id(&o.partition, identifiers, o.ip),
             digest: content_digest(o),
         }
     }
 }
 
+/// What an update lays claim to: its IP and its identifiers ([`plan_skips_claims`]).
+pub type Claim = (IpAddr, Vec<Identifier>);
+
+/// The claim of an update.
+#[must_use]
+pub fn claim(o: &Observation) -> Claim {
+    (o.ip, o.identifiers())
+}
+
 /// The settled devices of one (tenant, partition) scope, valid as long as nothing but the
 /// owner of the memo writes the scope (the caller checks that).
 ///
-/// Kept small (24 bytes a device, a million devices in about 50 MB): a device is keyed by the
+/// Kept small (about 25 bytes a device, a million devices in about 25 MB): a device is keyed by the
 /// first 8 bytes of its uid and holds the first 8 bytes of the digest. A shared key prefix can
 /// only make an update miss (its digest is of content with the other device's identifiers,
 /// which cannot equal its own), and a digest prefix is 64 bits of SHA-256 of the device's own
 /// content. The entries are spread over [`SHARDS`] shards, each a sorted array (no hash-table
-/// slack) plus a small table of changes merged into it once it holds a sixteenth as many.
+/// slack, 24 bytes an entry) plus a small table of changes merged into it once it holds a
+/// sixteenth as many, and an index of where each bucket of about four keys starts (at most a
+/// byte an entry), so that a lookup reads a cache line or two instead of binary-searching a
+/// large array.
 #[derive(Debug, Clone)]
 pub struct Memo {
     shards: Vec<Shard>,
@@ -246,22 +281,44 @@ impl Default for Memo {
 struct Shard {
     /// Entries by key.
     sorted: Vec<(u64, Entry)>,
+    /// Where each bucket of keys starts in `sorted` (plus its end): a bucket holds the keys
+    /// whose `bits` bits after the shard's own are its number. A lookup searches one bucket
+    /// (a few entries) instead of the whole array, whose steps would each miss the cache.
+    index: Vec<u32>,
+    /// Bits of the bucket number: about one bucket per four entries.
+    bits: u32,
     /// Changes not merged yet: `None` removes.
     recent: HashMap<u64, Option<Entry>>,
     /// Entries held (of `sorted` and `recent` together).
     len: usize,
 }
 
+/// Bits of a key that pick its shard.
+const SHARD_BITS: u32 = SHARDS.trailing_zeros();
+
 impl Shard {
-    fn get(&self, key: u64) -> Option<Entry> {
-        match self.recent.get(&key) {
-            Some(change) => *change,
-            None => self
-                .sorted
-                .binary_search_by_key(&key, |(k, _)| *k)
-                .ok()
-                .map(|i| self.sorted[i].1),
+    fn bucket(&self, key: u64) -> usize {
+        if self.bits == 0 {
+            0
+        } else {
+            ((key << SHARD_BITS) >> (64 - self.bits)) as usize
         }
+    }
+
+    fn get(&self, key: u64) -> Option<Entry> {
+        if let Some(change) = self.recent.get(&key) {
+            return *change;
+        }
+        let b = self.bucket(key);
+        let (start, end) = match (self.index.get(b), self.index.get(b + 1)) {
+            (Some(&s), Some(&e)) => (s as usize, e as usize),
+            _ => (0, self.sorted.len()),
+        };
+        let bucket = &self.sorted[start..end];
+        bucket
+            .binary_search_by_key(&key, |(k, _)| *k)
+            .ok()
+            .map(|i| bucket[i].1)
     }
 
     /// Sets or (`None`) removes the entry of `key`.
@@ -273,18 +330,43 @@ impl Shard {
             (true, true) => {}
         }
         self.recent.insert(key, entry);
-        if self.recent.len() > 256 + self.sorted.len() / 16 {
-            self.merge();
+        if self.recent.len() > self.merge_threshold() {
+            self.merge(Vec::new());
         }
     }
 
-    fn merge(&mut self) {
+    /// Changes kept apart before they are merged into the sorted array.
+    fn merge_threshold(&self) -> usize {
+        256 + self.sorted.len() / 16
+    }
+
+    /// Applies many changes (later ones win): one at a time when they are few, else merged
+    /// into the sorted array in one pass.
+    fn set_many(&mut self, changes: Vec<(u64, Option<Entry>)>) {
+        if changes.len() <= self.merge_threshold() {
+            for (key, entry) in changes {
+                self.set(key, entry);
+            }
+        } else {
+            self.merge(changes);
+        }
+    }
+
+    /// Merges the pending changes, then `newer` (later ones win), into the sorted array and
+    /// rebuilds the bucket index.
+    fn merge(&mut self, newer: Vec<(u64, Option<Entry>)>) {
         let mut changes: Vec<(u64, Option<Entry>)> = self.recent.drain().collect();
-        changes.sort_unstable_by_key(|(k, _)| *k);
+        changes.extend(newer);
+        // Stable: of equal keys the last change comes last, and wins below.
+        changes.sort_by_key(|(k, _)| *k);
         let old = std::mem::take(&mut self.sorted);
         let mut out = Vec::with_capacity(old.len() + changes.len());
         let mut i = 0;
-        for (key, change) in changes {
+        let mut changes = changes.into_iter().peekable();
+        while let Some((key, change)) = changes.next() {
+            if changes.peek().is_some_and(|(next, _)| *next == key) {
+                continue;
+            }
             while i < old.len() && old[i].0 < key {
                 out.push(old[i]);
                 i += 1;
@@ -299,6 +381,33 @@ impl Shard {
         out.extend_from_slice(&old[i..]);
         out.shrink_to_fit();
         self.sorted = out;
+        self.len = self.sorted.len();
+        self.reindex();
+    }
+
+    fn reindex(&mut self) {
+        let n = self.sorted.len();
+        self.bits = if n < 64 {
+            0
+        } else {
+            (usize::BITS - 1 - (n / 4).leading_zeros()).min(64 - SHARD_BITS)
+        };
+        self.index.clear();
+        if self.bits == 0 {
+            self.index.shrink_to_fit();
+            return;
+        }
+        let buckets = 1usize << self.bits;
+        self.index.reserve_exact(buckets + 1);
+        let mut at = 0;
+        for b in 0..buckets {
+            while at < n && self.bucket(self.sorted[at].0) < b {
+                at += 1;
+            }
+            self.index.push(at as u32);
+        }
+        self.index.push(n as u32);
+        self.index.shrink_to_fit();
     }
 
     fn len(&self) -> usize {
@@ -326,13 +435,27 @@ fn short_digest(digest: &ContentDigest) -> u64 {
     u64::from_le_bytes(head)
 }
 
+fn shard_of(key: u64) -> usize {
+    (key >> (64 - SHARD_BITS)) as usize
+}
+
+impl Entry {
+    fn of(settled: &Settled) -> Entry {
+        Entry {
+            digest: short_digest(&settled.digest),
+            from: settled.from,
+            until: settled.until,
+        }
+    }
+}
+
 impl Memo {
     fn shard(&self, key: u64) -> &Shard {
-        &self.shards[(key >> 58) as usize % SHARDS]
+        &self.shards[shard_of(key)]
     }
 
     fn shard_mut(&mut self, key: u64) -> &mut Shard {
-        &mut self.shards[(key >> 58) as usize % SHARDS]
+        &mut self.shards[shard_of(key)]
     }
 
     /// Devices remembered.
@@ -357,12 +480,22 @@ impl Memo {
     /// Remembers that `uid` is settled.
     pub fn insert(&mut self, uid: DeviceUid, settled: Settled) {
         let key = short_uid(&uid);
-        let entry = Entry {
-            digest: short_digest(&settled.digest),
-            from: settled.from,
-            until: settled.until,
-        };
-        self.shard_mut(key).set(key, Some(entry));
+        self.shard_mut(key).set(key, Some(Entry::of(&settled)));
+    }
+
+    /// Remembers many settled devices (as [`Memo::insert`] one after the other), merging them
+    /// into each shard in one pass when they are many.
+    pub fn insert_many(&mut self, settled: impl IntoIterator<Item = (DeviceUid, Settled)>) {
+        let mut changes: Vec<Vec<(u64, Option<Entry>)>> = vec![Vec::new(); SHARDS];
+        for (uid, s) in settled {
+            let key = short_uid(&uid);
+            changes[shard_of(key)].push((key, Some(Entry::of(&s))));
+        }
+        for (shard, changes) in self.shards.iter_mut().zip(changes) {
+            if !changes.is_empty() {
+                shard.set_many(changes);
+            }
+        }
     }
 
     /// Forgets `uid`.
@@ -391,9 +524,7 @@ impl Memo {
         for uid in touched(outcome) {
             self.remove(&uid);
         }
-        for (uid, s) in settled {
-            self.insert(uid, s);
-        }
+        self.insert_many(settled);
     }
 }
 
@@ -401,12 +532,20 @@ impl Memo {
 /// skipped unless an update reconciled anyway carries its IP or one of its identifiers.
 #[must_use]
 pub fn plan_skips(batch: &[Observation], covered: &[bool]) -> Vec<bool> {
+    if !covered.contains(&true) {
+        return covered.to_vec();
+    }
+    let claims: Vec<Claim> = batch.iter().map(claim).collect();
+    plan_skips_claims(&claims, covered)
+}
+
+/// [`plan_skips`] with the batch's claims ([`claim`]) computed beforehand.
+#[must_use]
+pub fn plan_skips_claims(keys: &[Claim], covered: &[bool]) -> Vec<bool> {
     let mut skip = covered.to_vec();
     if !skip.contains(&true) {
         return skip;
     }
-    let keys: Vec<(IpAddr, Vec<Identifier>)> =
-        batch.iter().map(|o| (o.ip, o.identifiers())).collect();
     loop {
         let mut ips: HashSet<IpAddr> = HashSet::new();
         let mut ids: BTreeSet<&Identifier> = BTreeSet::new();
@@ -456,30 +595,143 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_shard_answers_like_a_map_through_many_merges() {
-        let mut shard = Shard::default();
-        let mut model: HashMap<u64, Entry> = HashMap::new();
-        // A deterministic mix of inserts, overwrites and removals over 5 000 keys.
-        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-        for step in 0..60_000u32 {
+    /// A deterministic xorshift sequence.
+    fn keys(mut x: u64) -> impl FnMut() -> u64 {
+        move || {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
-            let key = x % 5_000;
-            if x.is_multiple_of(5) {
-                shard.set(key, None);
-                model.remove(&key);
-            } else {
-                shard.set(key, Some(entry(step)));
-                model.insert(key, entry(step));
+            x
+        }
+    }
+
+    /// Applies a deterministic mix of inserts, overwrites and removals over `distinct` keys
+    /// (spread by `spread`) to a shard and a map, some one by one and some in bulk, and checks
+    /// that they agree.
+    fn agrees_with_a_map(distinct: u64, spread: impl Fn(u64) -> u64) {
+        let mut shard = Shard::default();
+        let mut model: HashMap<u64, Entry> = HashMap::new();
+        let mut next = keys(0x9e37_79b9_7f4a_7c15);
+        let mut step = 0u32;
+        for round in 0..40 {
+            let bulk = round % 3 == 0;
+            let size = if bulk { 4_000 } else { 1_500 };
+            let mut changes = Vec::new();
+            for _ in 0..size {
+                step += 1;
+                let x = next();
+                let key = spread(x % distinct);
+                let change = (!x.is_multiple_of(5)).then(|| entry(step));
+                match change {
+                    Some(e) => model.insert(key, e),
+                    None => model.remove(&key),
+                };
+                if bulk {
+                    changes.push((key, change));
+                } else {
+                    shard.set(key, change);
+                }
             }
+            if bulk {
+                shard.set_many(changes);
+            }
+            assert_eq!(shard.len(), model.len(), "round {round}");
         }
         assert!(shard.sorted.len() > 1_000, "changes were merged");
-        assert_eq!(shard.len(), model.len());
-        for key in 0..5_000 {
+        assert!(shard.sorted.windows(2).all(|w| w[0].0 < w[1].0));
+        for key in (0..distinct).map(&spread) {
             assert_eq!(shard.get(key), model.get(&key).copied(), "key {key}");
         }
-        assert!(shard.sorted.windows(2).all(|w| w[0].0 < w[1].0));
+    }
+
+    #[test]
+    fn a_shard_answers_like_a_map_through_many_merges() {
+        // Small keys: every key in the first bucket.
+        agrees_with_a_map(5_000, |k| k);
+        // Keys spread over the shard's whole range: every bucket used.
+        agrees_with_a_map(5_000, |k| {
+            k.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> SHARD_BITS
+        });
+    }
+
+    #[test]
+    fn the_bucket_index_bounds_every_bucket() {
+        let mut shard = Shard::default();
+        let mut next = keys(7);
+        shard.set_many(
+            (0..20_000)
+                .map(|n| (next() >> SHARD_BITS, Some(entry(n))))
+                .collect(),
+        );
+        assert!(
+            shard.bits > 8,
+            "about one bucket per four entries: {}",
+            shard.bits
+        );
+        assert_eq!(shard.index.len(), (1 << shard.bits) + 1);
+        for b in 0..(1usize << shard.bits) {
+            let (start, end) = (shard.index[b] as usize, shard.index[b + 1] as usize);
+            assert!(start <= end);
+            assert!(
+                shard.sorted[start..end]
+                    .iter()
+                    .all(|(k, _)| shard.bucket(*k) == b)
+            );
+        }
+        assert_eq!(
+            *shard.index.last().unwrap_or(&0) as usize,
+            shard.sorted.len()
+        );
+    }
+
+    #[test]
+    fn many_inserts_at_once_equal_the_same_inserts_one_by_one() {
+        let settled = |n: u8| {
+            let mut digest = [0u8; 16];
+            digest[0] = n;
+            Settled {
+                digest,
+                from: u32::from(n),
+                until: u32::from(n) + 10,
+            }
+        };
+        let mut next = keys(11);
+        let items: Vec<(DeviceUid, Settled)> = (0..30_000u32)
+            .map(|n| {
+                let bytes: [u8; 16] = [next().to_le_bytes(), next().to_le_bytes()]
+                    .concat()
+                    .try_into()
+                    .unwrap_or_default();
+                let uid = DeviceUid::from_uuid(uuid::Uuid::from_bytes(bytes));
+                (uid, settled((n % 251) as u8))
+            })
+            .collect();
+        // Repeated uids with other windows: the later one wins either way.
+        let again = items[..1_000]
+            .iter()
+            .map(|(uid, s)| (*uid, settled(s.digest[0] ^ 1)));
+        let items: Vec<_> = items.iter().copied().chain(again).collect();
+        let last: HashMap<DeviceUid, Settled> = items.iter().copied().collect();
+        let mut one = Memo::default();
+        for (uid, s) in &items {
+            one.insert(*uid, *s);
+        }
+        let mut many = Memo::default();
+        many.insert_many(items.iter().copied());
+        assert_eq!(many.len(), 30_000);
+        assert_eq!(one.len(), many.len());
+        for (uid, s) in &items {
+            let key = Key {
+                uid: *uid,
+                digest: s.digest,
+            };
+            let current = last[uid] == *s;
+            assert_eq!(one.covers(&key, at(s.from)), current);
+            assert_eq!(many.covers(&key, at(s.from)), current);
+        }
+    }
+
+    fn at(secs: u32) -> DateTime<Utc> {
+        DateTime::from_timestamp(i64::from(secs), 0).unwrap_or_default()
     }
 }

@@ -131,7 +131,9 @@ pub async fn connect_and_migrate(
             }
         }
     }
-    let opts = base.options([("search_path", cfg.schema.as_str())]);
+    // JIT compilation is for long analytic queries; the services' statements are short, and
+    // compiling one of them (a scan of a million rows, say) took longer than running it.
+    let opts = base.options([("search_path", cfg.schema.as_str()), ("jit", "off")]);
     let pool = PgPoolOptions::new()
         .max_connections(cfg.max_connections.max(1))
         .acquire_timeout(Duration::from_secs(cfg.acquire_timeout_secs.max(1)))

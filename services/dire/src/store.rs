@@ -107,9 +107,10 @@ pub async fn load_settled(
          JOIN devices d ON d.tenant_id = $1 AND d.partition = $2 AND d.uid = k.uid
         WHERE d.settled IS NOT NULL";
     let uids: Option<Vec<String>> = uids.map(|u| u.iter().map(ToString::to_string).collect());
-    // The row's oldest stamp (see `DeviceRecord::oldest_stamp`).
-    const OLDEST: &str = "LEAST(d.last_seen, (SELECT min((e->>1)::timestamptz)
-                                  FROM jsonb_array_elements(d.stamps) AS e))";
+    // The row's oldest stamp (see `DeviceRecord::oldest_stamp`); most rows have none.
+    const OLDEST: &str = "CASE WHEN d.stamps = '[]'::jsonb THEN d.last_seen
+                               ELSE LEAST(d.last_seen, (SELECT min((e->>1)::timestamptz)
+                                                FROM jsonb_array_elements(d.stamps) AS e)) END";
     let sql = if uids.is_some() { SOME } else { ALL }.replace("${OLDEST}", OLDEST);
     let query = sqlx::query_as::<_, (String, Vec<u8>, DateTime<Utc>, DateTime<Utc>)>(
         sqlx::AssertSqlSafe(sql),
@@ -120,17 +121,25 @@ pub async fn load_settled(
         Some(u) => query.bind(u),
         None => query,
     };
+    // Added in chunks: merged into the memo's arrays in one pass each, in little memory.
+    const CHUNK: usize = 65_536;
     let mut rows = query.fetch(conn);
     let mut added = 0;
+    let mut chunk = Vec::new();
     while let Some((uid, digest, first_seen, oldest)) = rows.try_next().await? {
         let digest: ContentDigest = digest
             .try_into()
             .map_err(|d: Vec<u8>| Error::Corrupt(format!("settled digest of {} bytes", d.len())))?;
         if let Some(s) = Settled::new(digest, first_seen, oldest, cfg) {
-            memo.insert(parse_uid(&uid)?, s);
-            added += 1;
+            chunk.push((parse_uid(&uid)?, s));
+            if chunk.len() == CHUNK {
+                added += chunk.len();
+                memo.insert_many(chunk.drain(..));
+            }
         }
     }
+    added += chunk.len();
+    memo.insert_many(chunk);
     Ok(added)
 }
 
