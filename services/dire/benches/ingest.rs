@@ -1,12 +1,14 @@
 //! DIRE ingest benchmark against the real Postgres and NATS (not a test: it prints numbers).
 //!
-//! `cargo bench --workspace --bench ingest -- [--devices N] [--batch MESSAGES] [--churn N]`
+//! `cargo bench --workspace --bench ingest -- [--devices N] [--batch MESSAGES] [--churn N]
+//! [--cycles N] [--resyncs N] [--no-plain]`
 //!
 //! 1. a plain bulk insert of N faker-shaped devices (and their identifiers) into the DIRE tables
 //!    of a scratch schema, with the same statements and transaction size DIRE uses;
 //! 2. the same N devices published to `SR_DEVICES` in messages of 1000, then consumed by DIRE
 //!    until every message is acknowledged (committed);
-//! 3. a re-sync of the same N with 5 % of the devices changed;
+//! 3. a re-sync of the same N with 5 % of the devices changed (`--resyncs` times, a minute
+//!    apart, each changing the same 5 % again), each by a freshly started DIRE;
 //! 4. a faker inventory of `--churn` devices (default 50 000) under 10 DHCP churn cycles of 5 %,
 //!    checked for exactly one device per Armis id and no merge;
 //!
@@ -27,6 +29,10 @@ use sr_runtime::jetstream::StreamKind;
 use sr_testkit::{TestDb, TestNats};
 use tokio_util::sync::CancellationToken;
 
+/// The allocator of the `sr-dire` binary.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const CHUNK: usize = 1_000;
 
 struct Args {
@@ -34,6 +40,8 @@ struct Args {
     batch: usize,
     churn: usize,
     cycles: usize,
+    plain: bool,
+    resyncs: usize,
 }
 
 fn args() -> Args {
@@ -42,6 +50,8 @@ fn args() -> Args {
         batch: 8,
         churn: 50_000,
         cycles: 10,
+        plain: true,
+        resyncs: 1,
     };
     let argv: Vec<String> = std::env::args().collect();
     let mut i = 1;
@@ -55,6 +65,12 @@ fn args() -> Args {
             "--batch" => a.batch = value().expect("--batch MESSAGES"),
             "--churn" => a.churn = value().expect("--churn N"),
             "--cycles" => a.cycles = value().expect("--cycles N"),
+            "--resyncs" => a.resyncs = value().expect("--resyncs N"),
+            "--no-plain" => {
+                a.plain = false;
+                i += 1;
+                continue;
+            }
             _ => {
                 i += 1;
                 continue;
@@ -211,15 +227,20 @@ async fn main() {
         a.devices, a.batch
     );
 
-    let plain = plain_insert(&scratch, TenantId::random(), a.devices, a.batch * CHUNK).await;
-    let plain_rate = rate(a.devices, plain);
+    let plain_rate = if a.plain {
+        let plain = plain_insert(&scratch, TenantId::random(), a.devices, a.batch * CHUNK).await;
+        println!(
+            "plain bulk insert:    {:>9} devices in {:>7.2} s = {:>9.0} devices/s",
+            a.devices,
+            plain.as_secs_f64(),
+            rate(a.devices, plain)
+        );
+        rate(a.devices, plain)
+    } else {
+        println!("plain bulk insert:    skipped (--no-plain)");
+        f64::NAN
+    };
     let rss_after_plain = peak_rss_mib();
-    println!(
-        "plain bulk insert:    {:>9} devices in {:>7.2} s = {:>9.0} devices/s",
-        a.devices,
-        plain.as_secs_f64(),
-        plain_rate
-    );
     drop(scratch);
 
     // Initial ingest: everything published first, then DIRE drains the stream.
@@ -269,23 +290,37 @@ async fn main() {
     app.stop().await;
 
     // Re-sync: the same devices five minutes later, 5 % of them with a changed model.
-    let later = at + TimeDelta::minutes(5);
-    publish(&js, &subject, tenant, a.devices, |i| {
-        faker::update(i, faker::ip(i), later, u32::from(i % 20 == 0))
-    })
-    .await;
-    let started = Instant::now();
-    let app = start(config.clone()).await;
-    drained(&js, &subjects.devices_stream()).await;
-    let resync = started.elapsed();
-    println!(
-        "re-sync (5% changed): {:>9} devices in {:>7.2} s = {:>9.0} devices/s (updated {}, unchanged {})",
-        a.devices,
-        resync.as_secs_f64(),
-        rate(a.devices, resync),
-        app.metrics.devices_with("updated"),
-        app.metrics.devices_with("unchanged"),
-    );
+    let mut app = None;
+    for round in 1..=a.resyncs.max(1) {
+        let later = at + TimeDelta::minutes(4 + round as i64);
+        let variant = round as u32;
+        if let Some(previous) = app.take() {
+            Running::stop(previous).await;
+        }
+        publish(&js, &subject, tenant, a.devices, |i| {
+            faker::update(
+                i,
+                faker::ip(i),
+                later,
+                if i % 20 == 0 { variant } else { 0 },
+            )
+        })
+        .await;
+        let started = Instant::now();
+        let running = start(config.clone()).await;
+        drained(&js, &subjects.devices_stream()).await;
+        let resync = started.elapsed();
+        println!(
+            "re-sync (5% changed): {:>9} devices in {:>7.2} s = {:>9.0} devices/s (updated {}, unchanged {})",
+            a.devices,
+            resync.as_secs_f64(),
+            rate(a.devices, resync),
+            running.metrics.devices_with("updated"),
+            running.metrics.devices_with("unchanged"),
+        );
+        app = Some(running);
+    }
+    let app = app.expect("at least one re-sync");
 
     // Cardinality under churn, in another tenant of the same inventory.
     let tenant = TenantId::random();

@@ -5,6 +5,11 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+/// mimalloc: DIRE allocates and frees many small strings per update, and frees them on
+/// another thread than it allocated them on; glibc's allocator spent a third of DIRE's time.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// ServiceRadar DIRE: canonical device inventory from JetStream device updates.
 #[derive(Parser)]
 #[command(version)]
