@@ -21,8 +21,8 @@ use futures::StreamExt as _;
 use sqlx::PgPool;
 use sr_core::{Subjects, TenantId};
 use sr_reconcile::{
-    Key, Memo, Observation, Outcome, ReconcileConfig, decode_updates, demote_touched, plan_skips,
-    reconcile, required_lookups, settled_by,
+    Claim, Key, Memo, Observation, Outcome, ReconcileConfig, claim, decode_updates, demote_touched,
+    plan_skips_claims, reconcile, required_lookups, settled_by,
 };
 use sr_runtime::jetstream::headers;
 use tokio::sync::Notify;
@@ -170,7 +170,51 @@ enum Fate {
 struct Group {
     tenant: TenantId,
     updates: Vec<Observation>,
+    /// What skipping needs of the updates (empty when settled devices are not skipped).
+    skip: SkipKeys,
     members: Vec<usize>,
+}
+
+/// What skipping settled devices needs of a group's updates, computed with its decoding: their
+/// memo keys and their claims (IPs and identifiers), in the updates' order.
+#[derive(Default)]
+struct SkipKeys {
+    keys: Vec<Key>,
+    claims: Vec<Claim>,
+}
+
+impl SkipKeys {
+    fn extend(&mut self, updates: &[Observation]) {
+        for o in updates {
+            let c = claim(o);
+            self.keys.push(Key::claimed(o, &c.1));
+            self.claims.push(c);
+        }
+    }
+}
+
+/// A pulled batch, decoded and grouped by (tenant, partition), with the memo keys of its
+/// updates: the part of a round that needs no database, done while the round before it is
+/// still being written (see [`run`]).
+pub struct Prepared {
+    msgs: Vec<jetstream::Message>,
+    /// Undecodable messages: index, tenant to report to, reason.
+    poison: Vec<(usize, Option<TenantId>, String)>,
+    groups: BTreeMap<(TenantId, String), Group>,
+}
+
+impl Prepared {
+    /// Messages pulled.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.msgs.len()
+    }
+
+    /// True when nothing was pulled.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.msgs.is_empty()
+    }
 }
 
 fn received_at(msg: &jetstream::Message) -> DateTime<Utc> {
@@ -248,16 +292,14 @@ impl Ingest {
         }
     }
 
-    /// Processes one pulled batch to the end: every message is acked, nak'd or terminated.
-    pub async fn process(&self, msgs: Vec<jetstream::Message>) {
-        let started = Instant::now();
-        let mut fates = vec![Fate::Ack; msgs.len()];
+    /// Decodes and groups a pulled batch (CPU only; see [`Prepared`]).
+    #[must_use]
+    pub fn prepare(&self, msgs: Vec<jetstream::Message>) -> Prepared {
+        let mut poison = Vec::new();
         let mut groups: BTreeMap<(TenantId, String), Group> = BTreeMap::new();
         for (i, msg) in msgs.iter().enumerate() {
             match self.decode(msg) {
-                Decoded::Poison { tenant, reason } => {
-                    fates[i] = self.poison(msg, tenant, &reason).await;
-                }
+                Decoded::Poison { tenant, reason } => poison.push((i, tenant, reason)),
                 Decoded::Updates {
                     tenant,
                     by_partition,
@@ -268,20 +310,56 @@ impl Ingest {
                         let g = groups.entry((tenant, partition)).or_insert_with(|| Group {
                             tenant,
                             updates: Vec::new(),
+                            skip: SkipKeys::default(),
                             members: Vec::new(),
                         });
+                        if self.skip_settled {
+                            g.skip.extend(&updates);
+                        }
                         g.updates.extend(updates);
                         g.members.push(i);
                     }
                 }
             }
         }
-        for ((_, partition), group) in groups {
+        Prepared {
+            msgs,
+            poison,
+            groups,
+        }
+    }
+
+    /// Processes one pulled batch to the end: every message is acked, nak'd or terminated.
+    pub async fn process(&self, msgs: Vec<jetstream::Message>) {
+        let prepared = self.prepare(msgs);
+        self.process_prepared(prepared).await;
+    }
+
+    /// Processes a prepared batch to the end (see [`Ingest::process`]).
+    pub async fn process_prepared(&self, prepared: Prepared) {
+        let started = Instant::now();
+        let Prepared {
+            msgs,
+            poison,
+            mut groups,
+        } = prepared;
+        let mut fates = vec![Fate::Ack; msgs.len()];
+        for (i, tenant, reason) in poison {
+            fates[i] = self.poison(&msgs[i], tenant, &reason).await;
+        }
+        // Freed on a blocking thread: dropping thousands of decoded updates takes a while.
+        let mut spent = Vec::with_capacity(groups.len());
+        while let Some(((_, partition), mut group)) = groups.pop_first() {
             let first = group.members.first().copied().unwrap_or_default();
+            let keys = std::mem::take(&mut group.skip);
             let result = self
-                .apply_traced(group.tenant, &partition, &group.updates, &msgs[first])
+                .apply_traced(group.tenant, &partition, &group.updates, keys, &msgs[first])
                 .await;
-            let Err(e) = result else { continue };
+            let updates = std::mem::take(&mut group.updates);
+            let Err(e) = result else {
+                spent.push(updates);
+                continue;
+            };
             if e.is_transient() || group.members.len() == 1 {
                 let fate = if e.is_transient() {
                     tracing::warn!(tenant_id = %group.tenant, %partition, error = %e, "Batch failed; will retry");
@@ -296,7 +374,7 @@ impl Ingest {
                 continue;
             }
             // Isolate: the other messages of the group must not pay for one bad message.
-            drop(group.updates);
+            drop(updates);
             for &i in &group.members {
                 let Decoded::Updates {
                     tenant,
@@ -307,8 +385,9 @@ impl Ingest {
                     continue;
                 };
                 let updates = by_partition.remove(&partition).unwrap_or_default();
+                let keys = self.keys_of(&updates);
                 let fate = match self
-                    .apply_traced(tenant, &partition, &updates, &msgs[i])
+                    .apply_traced(tenant, &partition, &updates, keys, &msgs[i])
                     .await
                 {
                     Ok(()) => Fate::Ack,
@@ -320,6 +399,9 @@ impl Ingest {
                 };
                 fates[i] = fates[i].clone().max(fate);
             }
+        }
+        if !spent.is_empty() {
+            tokio::task::spawn_blocking(move || drop(spent));
         }
         self.settle(&msgs, fates).await;
         self.metrics.batches.inc();
@@ -399,17 +481,27 @@ impl Ingest {
         Fate::Done
     }
 
+    /// What skipping needs of `updates` when settled devices are skipped, else nothing.
+    fn keys_of(&self, updates: &[Observation]) -> SkipKeys {
+        let mut keys = SkipKeys::default();
+        if self.skip_settled {
+            keys.extend(updates);
+        }
+        keys
+    }
+
     async fn apply_traced(
         &self,
         tenant: TenantId,
         partition: &str,
         updates: &[Observation],
+        keys: SkipKeys,
         parent: &jetstream::Message,
     ) -> Result<()> {
         let span = tracing::info_span!("dire.reconcile", tenant_id = %tenant, partition, updates = updates.len());
         sr_runtime::telemetry::set_parent_from_nats(&span, parent.headers.as_ref());
         let report = self
-            .apply_group(tenant, partition, updates)
+            .apply_keyed(tenant, partition, updates, keys)
             .instrument(span)
             .await?;
         let m = &self.metrics;
@@ -435,14 +527,26 @@ impl Ingest {
         partition: &str,
         updates: &[Observation],
     ) -> Result<GroupReport> {
+        let keys = self.keys_of(updates);
+        self.apply_keyed(tenant, partition, updates, keys).await
+    }
+
+    /// [`Ingest::apply_group`] with the updates' keys ([`Ingest::keys_of`]) already computed.
+    async fn apply_keyed(
+        &self,
+        tenant: TenantId,
+        partition: &str,
+        updates: &[Observation],
+        skip_keys: SkipKeys,
+    ) -> Result<GroupReport> {
         if updates.is_empty() {
             return Ok(GroupReport::default());
         }
-        let keys: Vec<Key> = if self.skip_settled {
-            updates.iter().map(Key::of).collect()
-        } else {
-            Vec::new()
-        };
+        let SkipKeys { keys, claims } = skip_keys;
+        debug_assert_eq!(
+            keys.len(),
+            if self.skip_settled { updates.len() } else { 0 }
+        );
         let mut tx = self.pool.begin().await?;
         store::lock_scope(&mut tx, tenant, partition).await?;
         // The scope's memo is taken out while the transaction runs and put back only after a
@@ -459,7 +563,7 @@ impl Ingest {
                     .zip(&keys)
                     .map(|(o, k)| scope.memo.covers(k, o.timestamp))
                     .collect();
-                plan_skips(updates, &covered)
+                plan_skips_claims(&claims, &covered)
             }
             None => vec![false; updates.len()],
         };
@@ -562,8 +666,16 @@ impl Ingest {
             },
             None => {
                 let mut memo = Memo::default();
+                let started = Instant::now();
                 store::load_settled(conn, tenant, partition, None, &self.reconcile, &mut memo)
                     .await?;
+                tracing::info!(
+                    tenant_id = %tenant,
+                    partition,
+                    settled = memo.len(),
+                    took_ms = started.elapsed().as_millis(),
+                    "Loaded the scope's settled devices"
+                );
                 self.metrics.settled_loads.inc();
                 ScopeMemo {
                     epoch,
@@ -664,25 +776,78 @@ async fn collect(mut batch: jetstream::consumer::pull::Batch) -> Vec<jetstream::
     out
 }
 
-/// Runs the consumer until `token` is cancelled. A batch in progress is finished (committed
-/// and settled) before returning; a pull in progress is abandoned (its messages are
-/// redelivered after the ack wait).
+/// Pulls the next batch and prepares it on a blocking thread; `None` when nothing arrived.
+async fn fetch(
+    ingest: Arc<Ingest>,
+    consumer: PullConsumer,
+) -> Result<Option<Prepared>, async_nats::Error> {
+    let msgs = pull(&consumer, &ingest.consumer).await?;
+    if msgs.is_empty() {
+        return Ok(None);
+    }
+    let prepared = tokio::task::spawn_blocking(move || ingest.prepare(msgs)).await?;
+    Ok(Some(prepared))
+}
+
+/// Runs the consumer until `token` is cancelled.
+///
+/// Two rounds overlap: while one batch is reconciled and written, the next one is pulled and
+/// prepared ([`Ingest::prepare`]) on another thread; it is processed only after the first is
+/// settled, so the messages are still processed in order. A batch in progress is finished
+/// (committed and settled) before returning; the fetch ahead of it is awaited (a pull waits at
+/// most `idle_wait_ms`) and what it pulled is given back: nak'd without delay, so that it is
+/// redelivered at once to any consumer of the stream, not after the ack wait.
 pub async fn run(ingest: Arc<Ingest>, consumer: PullConsumer, token: CancellationToken) {
+    let mut ahead: Option<tokio::task::JoinHandle<_>> = None;
     loop {
-        let pulled = tokio::select! {
-            () = token.cancelled() => break,
-            r = pull(&consumer, &ingest.consumer) => r,
+        let mut next = ahead
+            .take()
+            .unwrap_or_else(|| tokio::spawn(fetch(ingest.clone(), consumer.clone())));
+        let fetched = tokio::select! {
+            () = token.cancelled() => {
+                give_back(next, &ingest.consumer).await;
+                break;
+            }
+            r = &mut next => r,
         };
-        match pulled {
-            Ok(msgs) if msgs.is_empty() => {}
-            Ok(msgs) => ingest.process(msgs).await,
-            Err(e) => {
+        match fetched {
+            Ok(Ok(None)) => {}
+            Ok(Ok(Some(prepared))) => {
+                ahead = Some(tokio::spawn(fetch(ingest.clone(), consumer.clone())));
+                ingest.process_prepared(prepared).await;
+            }
+            Ok(Err(e)) => {
                 tracing::warn!(error = %e, "Pull from the devices stream failed; retrying");
                 tokio::select! {
                     () = token.cancelled() => break,
                     () = tokio::time::sleep(Duration::from_secs(1)) => {}
                 }
             }
+            Err(e) => tracing::error!(error = %e, "Preparing a pulled batch failed"),
         }
+    }
+    if let Some(next) = ahead {
+        give_back(next, &ingest.consumer).await;
+    }
+}
+
+/// Ends a fetch at shutdown: what it pulled is nak'd without delay. A fetch that does not end
+/// within `idle_wait_ms` and five seconds more is abandoned.
+async fn give_back(
+    mut next: tokio::task::JoinHandle<Result<Option<Prepared>, async_nats::Error>>,
+    cfg: &ConsumerConfig,
+) {
+    let limit = Duration::from_millis(cfg.idle_wait_ms) + Duration::from_secs(5);
+    match tokio::time::timeout(limit, &mut next).await {
+        Ok(Ok(Ok(Some(prepared)))) => {
+            for msg in &prepared.msgs {
+                if let Err(e) = msg.ack_with(AckKind::Nak(None)).await {
+                    tracing::warn!(error = %e, "Cannot give back a message pulled ahead");
+                }
+            }
+            tracing::debug!(messages = prepared.len(), "Gave back a batch pulled ahead");
+        }
+        Ok(_) => {}
+        Err(_) => next.abort(),
     }
 }

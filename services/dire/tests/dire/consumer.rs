@@ -311,3 +311,66 @@ async fn a_late_update_of_one_source_after_a_newer_sweep_still_writes_its_fields
     assert_eq!(stated, at(19), "{stamps:?}");
     assert!(!stamps.iter().any(|s| s[0] == "is_available"), "{stamps:?}");
 }
+
+/// While one batch is written the next is pulled ahead; stopping then must hand that batch
+/// back at once (nak without delay), not leave it to the ack wait (ten minutes here).
+#[tokio::test]
+async fn stopping_gives_back_the_batch_pulled_ahead_at_once() {
+    let env = Env::new();
+    let tenant = TenantId::random();
+    let mut config = env.config();
+    config.consumer.batch_size = 1;
+    config.consumer.ack_wait_secs = 600;
+    const MESSAGES: usize = 300;
+    const PER_MESSAGE: usize = 10;
+    let js = env.js(env.nats.client().await);
+    sr_runtime::jetstream::ensure_stream(&js, &env.nats.config, StreamKind::Devices)
+        .await
+        .unwrap();
+    for m in 0..MESSAGES {
+        let updates: Vec<Value> = (0..PER_MESSAGE)
+            .map(|k| {
+                let n = m * PER_MESSAGE + k;
+                armis(
+                    &(n + 1).to_string(),
+                    &format!("10.9.{}.{}", n / 250, n % 250 + 1),
+                    0,
+                )
+            })
+            .collect();
+        env.publish(tenant, &updates).await;
+    }
+    let first = env.start_with(config.clone()).await;
+    eventually("the first instance wrote some devices", WAIT, || async {
+        (first.metrics.devices_with("created") > 0).then_some(())
+    })
+    .await;
+    first.stop().await;
+    let info = consumer_info(&env).await;
+    assert!(
+        info.num_pending > 0,
+        "the first instance stopped before the end of the stream (else nothing was pulled ahead)"
+    );
+    let second = env.start_with(config).await;
+    // Within WAIT (a minute), far shorter than the ack wait: the message pulled ahead was
+    // nak'd, not left pending.
+    env.ingested().await;
+    second.stop().await;
+    let devices = env
+        .scalar(&format!(
+            "SELECT count(*) FROM devices WHERE tenant_id = '{tenant}'"
+        ))
+        .await;
+    assert_eq!(devices, (MESSAGES * PER_MESSAGE) as i64);
+}
+
+async fn consumer_info(env: &Env) -> async_nats::jetstream::consumer::Info {
+    let js = env.js(env.nats.client().await);
+    let stream = js
+        .get_stream(env.nats.config.subjects().devices_stream())
+        .await
+        .unwrap();
+    let mut consumer: async_nats::jetstream::consumer::PullConsumer =
+        stream.get_consumer("dire").await.unwrap();
+    consumer.info().await.unwrap().clone()
+}
