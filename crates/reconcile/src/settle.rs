@@ -541,7 +541,7 @@ pub fn plan_skips(batch: &[Observation], covered: &[bool]) -> Vec<bool> {
 
 /// [`plan_skips`] with the batch's claims ([`claim`]) computed beforehand.
 #[must_use]
-pub fn plan_skips_claims(keys: &[Claim], covered: &[bool]) -> Vec<bool> {
+pub fn plan_skips_claims(claims: &[Claim], covered: &[bool]) -> Vec<bool> {
     let mut skip = covered.to_vec();
     if !skip.contains(&true) {
         return skip;
@@ -549,14 +549,14 @@ pub fn plan_skips_claims(keys: &[Claim], covered: &[bool]) -> Vec<bool> {
     loop {
         let mut ips: HashSet<IpAddr> = HashSet::new();
         let mut ids: BTreeSet<&Identifier> = BTreeSet::new();
-        for (k, (ip, held)) in keys.iter().enumerate() {
+        for (k, (ip, held)) in claims.iter().enumerate() {
             if !skip[k] {
                 ips.insert(*ip);
                 ids.extend(held);
             }
         }
         let mut demoted = false;
-        for (k, (ip, held)) in keys.iter().enumerate() {
+        for (k, (ip, held)) in claims.iter().enumerate() {
             if skip[k] && (ips.contains(ip) || held.iter().any(|id| ids.contains(id))) {
                 skip[k] = false;
                 demoted = true;

@@ -203,20 +203,6 @@ pub struct Prepared {
     groups: BTreeMap<(TenantId, String), Group>,
 }
 
-impl Prepared {
-    /// Messages pulled.
-    #[must_use]
-    pub fn len(&self) -> usize {
-        self.msgs.len()
-    }
-
-    /// True when nothing was pulled.
-    #[must_use]
-    pub fn is_empty(&self) -> bool {
-        self.msgs.is_empty()
-    }
-}
-
 fn received_at(msg: &jetstream::Message) -> DateTime<Utc> {
     msg.info()
         .ok()
@@ -341,7 +327,7 @@ impl Ingest {
         let Prepared {
             msgs,
             poison,
-            mut groups,
+            groups,
         } = prepared;
         let mut fates = vec![Fate::Ack; msgs.len()];
         for (i, tenant, reason) in poison {
@@ -349,33 +335,37 @@ impl Ingest {
         }
         // Freed on a blocking thread: dropping thousands of decoded updates takes a while.
         let mut spent = Vec::with_capacity(groups.len());
-        while let Some(((_, partition), mut group)) = groups.pop_first() {
-            let first = group.members.first().copied().unwrap_or_default();
-            let keys = std::mem::take(&mut group.skip);
+        for ((_, partition), group) in groups {
+            let Group {
+                tenant,
+                updates,
+                skip,
+                members,
+            } = group;
+            let first = members.first().copied().unwrap_or_default();
             let result = self
-                .apply_traced(group.tenant, &partition, &group.updates, keys, &msgs[first])
+                .apply_traced(tenant, &partition, &updates, skip, &msgs[first])
                 .await;
-            let updates = std::mem::take(&mut group.updates);
             let Err(e) = result else {
                 spent.push(updates);
                 continue;
             };
-            if e.is_transient() || group.members.len() == 1 {
+            if e.is_transient() || members.len() == 1 {
                 let fate = if e.is_transient() {
-                    tracing::warn!(tenant_id = %group.tenant, %partition, error = %e, "Batch failed; will retry");
+                    tracing::warn!(tenant_id = %tenant, %partition, error = %e, "Batch failed; will retry");
                     Fate::Nak
                 } else {
-                    tracing::error!(tenant_id = %group.tenant, %partition, error = %e, "Batch failed");
+                    tracing::error!(tenant_id = %tenant, %partition, error = %e, "Batch failed");
                     Fate::Fail(e.to_string())
                 };
-                for &i in &group.members {
+                for &i in &members {
                     fates[i] = fates[i].clone().max(fate.clone());
                 }
                 continue;
             }
             // Isolate: the other messages of the group must not pay for one bad message.
             drop(updates);
-            for &i in &group.members {
+            for &i in &members {
                 let Decoded::Updates {
                     tenant,
                     mut by_partition,
@@ -798,7 +788,9 @@ async fn fetch(
 /// most `idle_wait_ms`) and what it pulled is given back: nak'd without delay, so that it is
 /// redelivered at once to any consumer of the stream, not after the ack wait.
 pub async fn run(ingest: Arc<Ingest>, consumer: PullConsumer, token: CancellationToken) {
-    let mut ahead: Option<tokio::task::JoinHandle<_>> = None;
+    // The fetch started while the previous batch was processed, if any. Taken at the top of
+    // every turn, so the only fetch left at shutdown is `next`, given back there.
+    let mut ahead = None;
     loop {
         let mut next = ahead
             .take()
@@ -826,9 +818,6 @@ pub async fn run(ingest: Arc<Ingest>, consumer: PullConsumer, token: Cancellatio
             Err(e) => tracing::error!(error = %e, "Preparing a pulled batch failed"),
         }
     }
-    if let Some(next) = ahead {
-        give_back(next, &ingest.consumer).await;
-    }
 }
 
 /// Ends a fetch at shutdown: what it pulled is nak'd without delay. A fetch that does not end
@@ -845,7 +834,10 @@ async fn give_back(
                     tracing::warn!(error = %e, "Cannot give back a message pulled ahead");
                 }
             }
-            tracing::debug!(messages = prepared.len(), "Gave back a batch pulled ahead");
+            tracing::debug!(
+                messages = prepared.msgs.len(),
+                "Gave back a batch pulled ahead"
+            );
         }
         Ok(_) => {}
         Err(_) => next.abort(),
