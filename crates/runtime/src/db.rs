@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{ConnectOptions, PgPool};
+use sqlx::{ConnectOptions, Connection as _, PgPool};
 
 /// Database settings of a service.
 #[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -137,6 +137,16 @@ pub async fn connect_and_migrate(
     let pool = PgPoolOptions::new()
         .max_connections(cfg.max_connections.max(1))
         .acquire_timeout(Duration::from_secs(cfg.acquire_timeout_secs.max(1)))
+        // A connection keeps its protocol buffers at the size of the largest message it has
+        // sent or received (a batch statement binding arrays of thousands of rows is several
+        // megabytes), and the pool hands its idle connections out in turn, so every one of them
+        // would grow to that size and stay there. Released connections give the excess back.
+        .after_release(|conn, _| {
+            Box::pin(async move {
+                conn.shrink_buffers();
+                Ok(true)
+            })
+        })
         .connect_with(opts)
         .await?;
     migrator.run(&pool).await?;
