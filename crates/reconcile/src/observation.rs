@@ -153,9 +153,16 @@ pub struct Observation {
     pub is_available: Option<bool>,
 }
 
-fn non_empty(s: &str) -> Option<String> {
+/// `s` trimmed, `None` when that leaves nothing; reuses `s` when it needs no trimming.
+fn non_empty(s: String) -> Option<String> {
     let t = s.trim();
-    (!t.is_empty()).then(|| t.to_owned())
+    if t.is_empty() {
+        None
+    } else if t.len() == s.len() {
+        Some(s)
+    } else {
+        Some(t.to_owned())
+    }
 }
 
 impl Observation {
@@ -166,7 +173,7 @@ impl Observation {
     /// [`RejectReason::MissingTimestamp`] / [`RejectReason::InvalidTimestamp`] for a missing
     /// (or Go zero-time) or non-RFC 3339 timestamp.
     pub fn from_update(fields: &DeviceUpdateFields) -> Result<Observation, RejectReason> {
-        Self::build(fields, None)
+        Self::build(fields.clone(), None)
     }
 
     /// As [`Observation::from_update`], but an empty (or Go zero-time) `timestamp` takes
@@ -178,11 +185,23 @@ impl Observation {
         fields: &DeviceUpdateFields,
         received_at: DateTime<Utc>,
     ) -> Result<Observation, RejectReason> {
+        Self::build(fields.clone(), Some(received_at))
+    }
+
+    /// As [`Observation::from_update_at`], taking the update: its strings and metadata become
+    /// the observation's without being copied (the consumer's decoding path).
+    ///
+    /// # Errors
+    /// As [`Observation::from_update_at`].
+    pub fn from_owned_update_at(
+        fields: DeviceUpdateFields,
+        received_at: DateTime<Utc>,
+    ) -> Result<Observation, RejectReason> {
         Self::build(fields, Some(received_at))
     }
 
     fn build(
-        fields: &DeviceUpdateFields,
+        fields: DeviceUpdateFields,
         fallback: Option<DateTime<Utc>>,
     ) -> Result<Observation, RejectReason> {
         let ip_text = fields.ip.trim();
@@ -198,13 +217,13 @@ impl Observation {
             timestamp,
             ip,
             device_id: DeviceUid::parse(&fields.device_id).ok(),
-            source: non_empty(&fields.source),
-            agent_id: non_empty(&fields.agent_id),
-            gateway_id: non_empty(&fields.gateway_id),
+            source: non_empty(fields.source),
+            agent_id: non_empty(fields.agent_id),
+            gateway_id: non_empty(fields.gateway_id),
             partition: normalize_partition(&fields.partition),
-            hostname: non_empty(&fields.hostname),
+            hostname: non_empty(fields.hostname),
             mac: MacAddr::parse_first(&fields.mac),
-            metadata: fields.metadata.clone(),
+            metadata: fields.metadata,
             is_available: fields.is_available,
         })
     }

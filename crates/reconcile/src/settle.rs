@@ -515,6 +515,27 @@ impl Memo {
         })
     }
 
+    /// [`Memo::covers`] for each update of a batch, given its key and time: looked up in key
+    /// order, so that neighbouring lookups read nearby memory of the same shard.
+    ///
+    /// # Panics
+    /// When `keys` and `times` differ in length.
+    #[must_use]
+    pub fn covers_all(&self, keys: &[Key], times: &[DateTime<Utc>]) -> Vec<bool> {
+        assert_eq!(keys.len(), times.len(), "one time per key");
+        let mut order: Vec<(u64, usize)> = keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| (short_uid(&k.uid), i))
+            .collect();
+        order.sort_unstable();
+        let mut out = vec![false; keys.len()];
+        for (_, i) in order {
+            out[i] = self.covers(&keys[i], times[i]);
+        }
+        out
+    }
+
     /// Forgets every device the outcome touched, then remembers the devices it settled.
     pub fn record(
         &mut self,
@@ -729,6 +750,26 @@ mod tests {
             assert_eq!(one.covers(&key, at(s.from)), current);
             assert_eq!(many.covers(&key, at(s.from)), current);
         }
+        // All at once, in the batch's order, at times inside and outside the windows.
+        let keys: Vec<Key> = items
+            .iter()
+            .map(|(uid, s)| Key {
+                uid: *uid,
+                digest: s.digest,
+            })
+            .collect();
+        let times: Vec<DateTime<Utc>> = items
+            .iter()
+            .enumerate()
+            .map(|(i, (_, s))| at(if i % 3 == 0 { s.until } else { s.from }))
+            .collect();
+        let each: Vec<bool> = keys
+            .iter()
+            .zip(&times)
+            .map(|(k, t)| many.covers(k, *t))
+            .collect();
+        assert_eq!(many.covers_all(&keys, &times), each);
+        assert!(each.contains(&true) && each.contains(&false));
     }
 
     fn at(secs: u32) -> DateTime<Utc> {

@@ -100,18 +100,44 @@ pub fn normalize_partition(partition: &str) -> String {
 /// all, `serviceradar-device-v3:partition:<P>:ip:<ip>`. The partition is normalised first.
 /// Medium-strength (locally administered) MACs are identifiers and therefore seeds too.
 pub fn canonical_seed(partition: &str, identifiers: &[Identifier], ip: IpAddr) -> String {
-    let mut sorted: Vec<&Identifier> = identifiers.iter().collect();
-    sorted.sort();
-    sorted.dedup();
-    let seeds: String = if sorted.is_empty() {
-        format!("ip:{ip}")
+    let mut seed = String::new();
+    write_seed(partition, identifiers, ip, &mut |piece| {
+        seed.push_str(piece)
+    });
+    seed
+}
+
+/// Feeds [`canonical_seed`] to `out` piece by piece, so [`canonical_id`] can hash it without
+/// building it.
+fn write_seed(partition: &str, identifiers: &[Identifier], ip: IpAddr, out: &mut impl FnMut(&str)) {
+    let partition = partition.trim();
+    out(CANONICAL_SEED_PREFIX);
+    out(":partition:");
+    out(if partition.is_empty() {
+        DEFAULT_PARTITION
     } else {
-        sorted.iter().map(|id| id.seed()).collect()
+        partition
+    });
+    out(":");
+    if identifiers.is_empty() {
+        out("ip:");
+        out(&ip.to_string());
+        return;
+    }
+    let seed = |id: &Identifier| {
+        out(id.kind().seed_prefix());
+        out(":");
+        out(id.value());
     };
-    format!(
-        "{CANONICAL_SEED_PREFIX}:partition:{}:{seeds}",
-        normalize_partition(partition)
-    )
+    // Usually already sorted and without duplicates (`Observation::identifiers` gives them so).
+    if identifiers.is_sorted_by(|a, b| a < b) {
+        identifiers.iter().for_each(seed);
+    } else {
+        let mut sorted: Vec<&Identifier> = identifiers.iter().collect();
+        sorted.sort();
+        sorted.dedup();
+        sorted.into_iter().for_each(seed);
+    }
 }
 
 /// The deterministic uid of a new device with these identifiers (or, with none, this IP).
@@ -119,12 +145,19 @@ pub fn canonical_seed(partition: &str, identifiers: &[Identifier], ip: IpAddr) -
 /// sha256 of [`canonical_seed`], first 16 bytes, version nibble forced to 4 (byte 6 =
 /// `(b6 & 0x0F) | 0x40`) and RFC 4122 variant (byte 8 = `(b8 & 0x3F) | 0x80`).
 pub fn canonical_id(partition: &str, identifiers: &[Identifier], ip: IpAddr) -> DeviceUid {
-    uid_from_seed(&canonical_seed(partition, identifiers, ip))
+    let mut hasher = Sha256::new();
+    write_seed(partition, identifiers, ip, &mut |piece| {
+        hasher.update(piece.as_bytes());
+    });
+    uid_from_digest(&hasher.finalize())
 }
 
 /// The uid derived from an arbitrary seed string (the hashing half of [`canonical_id`]).
 pub fn uid_from_seed(seed: &str) -> DeviceUid {
-    let digest = Sha256::digest(seed.as_bytes());
+    uid_from_digest(&Sha256::digest(seed.as_bytes()))
+}
+
+fn uid_from_digest(digest: &[u8]) -> DeviceUid {
     let mut bytes = [0u8; 16];
     bytes.copy_from_slice(&digest[..16]);
     bytes[6] = (bytes[6] & 0x0F) | 0x40;
@@ -172,6 +205,35 @@ mod tests {
         assert_eq!(
             canonical_seed("p1", &[integ], ip),
             "serviceradar-device-v3:partition:p1:integration:jamf:9"
+        );
+    }
+
+    #[test]
+    fn canonical_id_hashes_the_seed_for_any_order_of_identifiers() {
+        let ip: IpAddr = "10.0.0.9".parse().unwrap();
+        let armis = Identifier::new(IdentifierKind::ArmisDeviceId, "12").unwrap();
+        let mac = Identifier::new(IdentifierKind::Mac, "02:00:00:00:00:09").unwrap();
+        let sorted = [armis.clone(), mac.clone()];
+        let seed = " p2 ";
+        let expected = uid_from_seed(&canonical_seed(seed, &sorted, ip));
+        assert_eq!(
+            canonical_seed(seed, &sorted, ip),
+            "serviceradar-device-v3:partition:p2:armis:12mac:020000000009"
+        );
+        for ids in [
+            vec![armis.clone(), mac.clone()],
+            vec![mac.clone(), armis.clone()],
+            vec![mac.clone(), armis.clone(), mac.clone(), armis.clone()],
+        ] {
+            assert_eq!(
+                canonical_seed(seed, &ids, ip),
+                canonical_seed(seed, &sorted, ip)
+            );
+            assert_eq!(canonical_id(seed, &ids, ip), expected, "{ids:?}");
+        }
+        assert_eq!(
+            canonical_id("  ", &[], ip),
+            uid_from_seed("serviceradar-device-v3:partition:default:ip:10.0.0.9")
         );
     }
 

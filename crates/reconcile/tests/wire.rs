@@ -162,3 +162,28 @@ fn a_payload_decodes_element_by_element() {
     assert!(decode_updates(b"{}").is_err());
     assert!(decode_updates(b"[]").unwrap().is_empty());
 }
+
+#[test]
+fn taking_the_update_normalises_exactly_as_borrowing_it() {
+    for json in [
+        r#"{"ip":" 10.0.0.1 ","source":" armis ","agent_id":"a1","gateway_id":"  ",
+            "hostname":"cam-1 ","partition":" p1","timestamp":"2026-01-01T00:00:00Z",
+            "mac":"AA:BB:CC:DD:EE:F0","metadata":{"armis_device_id":" 12 ","x":""},
+            "is_available":true}"#,
+        r#"{"ip":"10.0.0.2","source":"sweep","hostname":"h","timestamp":""}"#,
+        r#"{"ip":"10.0.0.300","timestamp":"2026-01-01T00:00:00Z"}"#,
+    ] {
+        let fields: DeviceUpdateFields = serde_json::from_str(json).unwrap();
+        assert_eq!(
+            Observation::from_owned_update_at(fields.clone(), at(3)),
+            Observation::from_update_at(&fields, at(3)),
+            "{json}"
+        );
+    }
+    let fields: DeviceUpdateFields =
+        serde_json::from_str(r#"{"ip":"10.0.0.1","hostname":" cam ","source":"armis"}"#).unwrap();
+    let o = Observation::from_owned_update_at(fields, at(3)).unwrap();
+    assert_eq!(o.hostname.as_deref(), Some("cam"));
+    assert_eq!(o.source.as_deref(), Some("armis"));
+    assert_eq!(o.timestamp, at(3));
+}

@@ -260,7 +260,7 @@ impl Ingest {
         let mut by_partition: BTreeMap<String, Vec<Observation>> = BTreeMap::new();
         let mut rejected = 0;
         for element in elements {
-            match element.and_then(|fields| Observation::from_update_at(&fields, at)) {
+            match element.and_then(|fields| Observation::from_owned_update_at(fields, at)) {
                 Ok(obs) => by_partition
                     .entry(obs.partition.clone())
                     .or_default()
@@ -548,12 +548,8 @@ impl Ingest {
         };
         let mut skip = match &scope {
             Some(scope) => {
-                let covered: Vec<bool> = updates
-                    .iter()
-                    .zip(&keys)
-                    .map(|(o, k)| scope.memo.covers(k, o.timestamp))
-                    .collect();
-                plan_skips_claims(&claims, &covered)
+                let times: Vec<DateTime<Utc>> = updates.iter().map(|o| o.timestamp).collect();
+                plan_skips_claims(&claims, &scope.memo.covers_all(&keys, &times))
             }
             None => vec![false; updates.len()],
         };

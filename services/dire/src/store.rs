@@ -8,6 +8,7 @@ use std::net::IpAddr;
 use chrono::{DateTime, Utc};
 use futures::TryStreamExt as _;
 use sqlx::postgres::PgRow;
+use sqlx::types::Json;
 use sqlx::{PgConnection, Row};
 use sr_core::TenantId;
 use sr_core::inventory::SweepHint;
@@ -244,36 +245,37 @@ fn device_from_row(row: &PgRow) -> Result<DeviceRecord> {
     Ok(record)
 }
 
-/// Device rows as column arrays for `UNNEST`.
+/// Device rows as column arrays for `UNNEST`, borrowing from the records (the JSON columns
+/// are serialised straight into the statement's arguments).
 #[derive(Default)]
 struct Columns<'s> {
     uid: Vec<String>,
     ip: Vec<Option<IpAddr>>,
-    mac: Vec<Option<String>>,
-    hostname: Vec<Option<String>>,
+    mac: Vec<Option<&'s str>>,
+    hostname: Vec<Option<&'s str>>,
     name: Vec<Option<String>>,
-    device_type: Vec<Option<String>>,
-    vendor: Vec<Option<String>>,
-    model: Vec<Option<String>>,
-    os: Vec<Option<String>>,
-    agent_id: Vec<Option<String>>,
+    device_type: Vec<Option<&'s str>>,
+    vendor: Vec<Option<&'s str>>,
+    model: Vec<Option<&'s str>>,
+    os: Vec<Option<&'s str>>,
+    agent_id: Vec<Option<&'s str>>,
     sources: Vec<String>,
     is_available: Vec<Option<bool>>,
     first_seen: Vec<DateTime<Utc>>,
     last_seen: Vec<DateTime<Utc>>,
-    metadata: Vec<serde_json::Value>,
-    hints: Vec<serde_json::Value>,
+    metadata: Vec<Json<&'s BTreeMap<String, String>>>,
+    hints: Vec<Json<&'s Vec<SweepHint>>>,
     settled: Vec<Option<&'s [u8]>>,
-    stamps: Vec<serde_json::Value>,
+    stamps: Vec<Json<&'s Stamps>>,
 }
 
 impl<'s> Columns<'s> {
     /// The columns of `records`; `settled` names the rows that reflect an update entirely
     /// (every other row is written with `settled = NULL`).
-    fn of<'a>(
-        records: impl ExactSizeIterator<Item = &'a DeviceRecord>,
+    fn of(
+        records: impl ExactSizeIterator<Item = &'s DeviceRecord>,
         settled: &'s HashMap<DeviceUid, ContentDigest>,
-    ) -> Result<Self> {
+    ) -> Self {
         let n = records.len();
         let mut c = Columns {
             uid: Vec::with_capacity(n),
@@ -282,25 +284,25 @@ impl<'s> Columns<'s> {
         for r in records {
             c.uid.push(r.uid.to_string());
             c.ip.push(r.ip);
-            c.mac.push(r.mac.clone());
-            c.hostname.push(r.hostname.clone());
+            c.mac.push(r.mac.as_deref());
+            c.hostname.push(r.hostname.as_deref());
             c.name.push(r.name());
-            c.device_type.push(r.device_type.clone());
-            c.vendor.push(r.vendor.clone());
-            c.model.push(r.model.clone());
-            c.os.push(r.os.clone());
-            c.agent_id.push(r.agent_id.clone());
+            c.device_type.push(r.device_type.as_deref());
+            c.vendor.push(r.vendor.as_deref());
+            c.model.push(r.model.as_deref());
+            c.os.push(r.os.as_deref());
+            c.agent_id.push(r.agent_id.as_deref());
             c.sources.push(join(r.discovery_sources.iter()));
             c.is_available.push(r.is_available);
             c.first_seen.push(r.first_seen);
             c.last_seen.push(r.last_seen);
-            c.metadata.push(serde_json::to_value(&r.metadata)?);
-            c.hints.push(serde_json::to_value(&r.sweep_hints)?);
+            c.metadata.push(Json(&r.metadata));
+            c.hints.push(Json(&r.sweep_hints));
             c.settled
                 .push(settled.get(&r.uid).map(<[u8; 16]>::as_slice));
-            c.stamps.push(serde_json::to_value(&r.stamps)?);
+            c.stamps.push(Json(&r.stamps));
         }
-        Ok(c)
+        c
     }
 
     fn bind<'q>(
@@ -499,7 +501,7 @@ pub async fn insert_devices(
     if records.is_empty() {
         return Ok(Vec::new());
     }
-    let cols = Columns::of(records.iter(), settled)?;
+    let cols = Columns::of(records.iter(), settled);
     let sql = format!(
         "INSERT INTO devices (tenant_id, partition, uid, ip, mac, hostname, name, type, vendor,
              model, os, agent_id, discovery_sources, is_available, first_seen, last_seen,
@@ -534,7 +536,7 @@ pub async fn update_devices(
     if records.is_empty() {
         return Ok(Vec::new());
     }
-    let cols = Columns::of(records.iter().copied(), settled)?;
+    let cols = Columns::of(records.iter().copied(), settled);
     let sql = format!(
         "UPDATE devices AS d
             SET ip = u.ip, mac = u.mac, hostname = u.hostname, name = u.name, type = u.type,
