@@ -205,6 +205,15 @@ async fn plain_insert(db: &TestDb, tenant: TenantId, n: usize, per_tx: usize) ->
 #[tokio::main]
 async fn main() {
     let a = args();
+    // RUST_LOG (e.g. `sr_dire=info`) shows DIRE's own log, such as how long loading a scope's
+    // settled devices took at each start.
+    let _telemetry = std::env::var("RUST_LOG").ok().map(|log| {
+        let cfg = sr_runtime::telemetry::TelemetryConfig {
+            log,
+            ..Default::default()
+        };
+        sr_runtime::telemetry::init("dire-bench", &cfg).unwrap()
+    });
     let db = TestDb::new("dire_bench");
     let scratch = TestDb::new("dire_plain");
     let nats = TestNats::new();
