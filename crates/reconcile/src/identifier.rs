@@ -239,9 +239,10 @@ impl Identifier {
         }
     }
 
-    /// The seed fragment used by [`crate::canonical_id`]: `<prefix>:<value>`.
-    pub fn seed(&self) -> String {
-        format!("{}:{}", self.kind.seed_prefix(), self.value)
+    /// The seed fragment used by [`crate::canonical_id`], `<prefix>:<value>`, in pieces (the
+    /// id is hashed from them without building the string).
+    pub fn seed_pieces(&self) -> [&str; 3] {
+        [self.kind.seed_prefix(), ":", &self.value]
     }
 }
 

@@ -84,11 +84,16 @@ impl<'de> Deserialize<'de> for DeviceUid {
 
 /// Trims a partition name and maps an empty one to [`DEFAULT_PARTITION`].
 pub fn normalize_partition(partition: &str) -> String {
+    normalized_partition(partition).to_owned()
+}
+
+/// [`normalize_partition`] without the copy.
+fn normalized_partition(partition: &str) -> &str {
     let trimmed = partition.trim();
     if trimmed.is_empty() {
-        DEFAULT_PARTITION.to_owned()
+        DEFAULT_PARTITION
     } else {
-        trimmed.to_owned()
+        trimmed
     }
 }
 
@@ -110,25 +115,16 @@ pub fn canonical_seed(partition: &str, identifiers: &[Identifier], ip: IpAddr) -
 /// Feeds [`canonical_seed`] to `out` piece by piece, so [`canonical_id`] can hash it without
 /// building it.
 fn write_seed(partition: &str, identifiers: &[Identifier], ip: IpAddr, out: &mut impl FnMut(&str)) {
-    let partition = partition.trim();
     out(CANONICAL_SEED_PREFIX);
     out(":partition:");
-    out(if partition.is_empty() {
-        DEFAULT_PARTITION
-    } else {
-        partition
-    });
+    out(normalized_partition(partition));
     out(":");
     if identifiers.is_empty() {
         out("ip:");
         out(&ip.to_string());
         return;
     }
-    let seed = |id: &Identifier| {
-        out(id.kind().seed_prefix());
-        out(":");
-        out(id.value());
-    };
+    let seed = |id: &Identifier| id.seed_pieces().into_iter().for_each(&mut *out);
     // Usually already sorted and without duplicates (`Observation::identifiers` gives them so).
     if identifiers.is_sorted_by(|a, b| a < b) {
         identifiers.iter().for_each(seed);
