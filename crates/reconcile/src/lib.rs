@@ -13,6 +13,7 @@ mod identifier;
 mod observation;
 mod outcome;
 mod reconcile;
+mod seen;
 mod settle;
 mod state;
 mod uid;
@@ -28,9 +29,10 @@ pub use outcome::{
     Outcome,
 };
 pub use reconcile::{ReconcileConfig, ReconcileError, partitions, reconcile};
+pub use seen::KeyFilter;
 pub use settle::{
     Claim, ContentDigest, Key, Memo, Settled, claim, content_digest, demote_touched, plan_skips,
-    plan_skips_claims, settled_by,
+    plan_skips_claims, required_lookups_claimed, settled_by,
 };
 pub use state::{
     DeviceField, DeviceRecord, KnownState, Lookups, Stamps, StateError, Stated, required_lookups,

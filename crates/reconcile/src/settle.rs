@@ -249,6 +249,22 @@ pub fn claim(o: &Observation) -> Claim {
     (o.ip, o.identifiers())
 }
 
+/// [`crate::required_lookups`] of updates whose claims and keys are at hand (in the same
+/// order): the same lookups without extracting identifiers or hashing canonical ids again.
+#[must_use]
+pub fn required_lookups_claimed<'a>(
+    claims: impl IntoIterator<Item = &'a Claim>,
+    keys: impl IntoIterator<Item = &'a Key>,
+) -> crate::state::Lookups {
+    let mut lookups = crate::state::Lookups::default();
+    for ((ip, ids), key) in claims.into_iter().zip(keys) {
+        lookups.uids.insert(key.uid);
+        lookups.identifiers.extend(ids.iter().cloned());
+        lookups.ips.insert(*ip);
+    }
+    lookups
+}
+
 /// The settled devices of one (tenant, partition) scope, valid as long as nothing but the
 /// owner of the memo writes the scope (the caller checks that).
 ///

@@ -378,6 +378,14 @@ pub struct Lookups {
     pub uids: BTreeSet<DeviceUid>,
 }
 
+impl Lookups {
+    /// True when there is nothing to look up.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.identifiers.is_empty() && self.ips.is_empty() && self.uids.is_empty()
+    }
+}
+
 /// The keys to load for a batch (see [`Lookups`]).
 pub fn required_lookups(batch: &[Observation]) -> Lookups {
     let mut lookups = Lookups::default();

@@ -8,8 +8,8 @@ use std::collections::BTreeSet;
 use common::at;
 use proptest::prelude::*;
 use sr_reconcile::{
-    Key, KnownState, MacAddr, Memo, Observation, Outcome, ReconcileConfig, demote_touched,
-    plan_skips, reconcile, required_lookups, settled_by,
+    Key, KeyFilter, KnownState, MacAddr, Memo, Observation, Outcome, ReconcileConfig, claim,
+    demote_touched, plan_skips, reconcile, required_lookups, required_lookups_claimed, settled_by,
 };
 
 /// A "real device" the generator draws updates from.
@@ -325,6 +325,38 @@ proptest! {
         let subset = full.subset(&required_lookups(&batch));
         prop_assert!(subset.len() <= full.len());
         prop_assert_eq!(run(&subset, &batch), run(&full, &batch));
+    }
+
+    #[test]
+    fn a_filter_of_every_write_since_the_scope_was_empty_narrows_to_the_same_load(
+        (templates, pre, raws, _perm) in scenario()
+    ) {
+        let mut state = KnownState::new("default");
+        let mut filter = KeyFilter::default();
+        for (k, raws) in pre.iter().enumerate() {
+            let b = build_batch(&templates, raws, 30 * k as i64);
+            let outcome = run(&state, &b);
+            filter.record(&outcome);
+            state.apply(&outcome);
+        }
+        let batch = build_batch(&templates, &raws, 50);
+        let full = required_lookups(&batch);
+        let claims: Vec<_> = batch.iter().map(claim).collect();
+        let keys: Vec<Key> = batch.iter().map(Key::of).collect();
+        prop_assert_eq!(&required_lookups_claimed(&claims, &keys), &full);
+        let mut narrowed = full.clone();
+        let _left_out = filter.narrow(&mut narrowed);
+        // Every key a stored device holds is still looked up, so the same devices load.
+        for id in full.identifiers.iter().filter(|id| state.owner(id).is_some()) {
+            prop_assert!(narrowed.identifiers.contains(id), "{}", id);
+        }
+        for ip in full.ips.iter().filter(|ip| state.holders_of(ip).next().is_some()) {
+            prop_assert!(narrowed.ips.contains(ip), "{}", ip);
+        }
+        for uid in full.uids.iter().filter(|uid| state.device(uid).is_some()) {
+            prop_assert!(narrowed.uids.contains(uid), "{}", uid);
+        }
+        prop_assert_eq!(state.subset(&narrowed), state.subset(&full));
     }
 
     #[test]

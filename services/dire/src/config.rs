@@ -125,6 +125,11 @@ pub struct ReconcileSettings {
     /// unchanged device, within the `last_seen` precision) without loading the device; see
     /// docs/architecture.md. Off: every update is reconciled against the stored state.
     pub skip_settled: bool,
+    /// Most keys (device uids, IPs, identifiers) remembered per scope that was empty when this
+    /// replica first used it, so that devices nobody has seen yet are not looked up in
+    /// Postgres (2 to 8 bytes a key; see docs/architecture.md). Past it, or at 0, every lookup
+    /// goes to Postgres. Only used with `skip_settled`.
+    pub key_filter_max_keys: usize,
 }
 
 impl Default for ReconcileSettings {
@@ -132,6 +137,7 @@ impl Default for ReconcileSettings {
         Self {
             last_seen_precision_secs: 900,
             skip_settled: true,
+            key_filter_max_keys: 8_000_000,
         }
     }
 }

@@ -21,8 +21,9 @@ use futures::StreamExt as _;
 use sqlx::PgPool;
 use sr_core::{Subjects, TenantId};
 use sr_reconcile::{
-    Claim, Key, Memo, Observation, Outcome, ReconcileConfig, claim, decode_updates, demote_touched,
-    plan_skips_claims, reconcile, required_lookups, settled_by,
+    Claim, Key, KeyFilter, KnownState, Memo, Observation, Outcome, ReconcileConfig, claim,
+    decode_updates, demote_touched, plan_skips_claims, reconcile, required_lookups,
+    required_lookups_claimed, settled_by,
 };
 use sr_runtime::jetstream::headers;
 use tokio::sync::Notify;
@@ -55,6 +56,8 @@ pub struct Ingest {
     pub analyze: Arc<std::sync::Mutex<Growth>>,
     /// Skip updates that settled devices already reflect (`reconcile.skip_settled`).
     pub skip_settled: bool,
+    /// Most keys a scope's [`KeyFilter`] may hold (`reconcile.key_filter_max_keys`; 0: none).
+    pub key_filter_max_keys: usize,
     /// Settled devices per (tenant, partition) scope.
     pub memos: Arc<std::sync::Mutex<HashMap<(TenantId, String), ScopeMemo>>>,
 }
@@ -70,6 +73,9 @@ pub struct ScopeMemo {
     /// looked up in Postgres.
     complete: bool,
     memo: Memo,
+    /// Every key the scope's devices may hold, while this replica has seen every write to the
+    /// scope since it was empty (and the filter is below its size limit); else `None`.
+    keys: Option<KeyFilter>,
 }
 
 /// Growth of the inventory tables since the last `ANALYZE`.
@@ -559,8 +565,22 @@ impl Ingest {
             } else {
                 Cow::Borrowed(updates)
             };
-            let lookups = required_lookups(&rest);
-            let state = store::load_state(&mut tx, tenant, partition, &lookups).await?;
+            let mut lookups = if keys.is_empty() {
+                required_lookups(&rest)
+            } else {
+                required_lookups_claimed(not_skipped(&claims, &skip), not_skipped(&keys, &skip))
+            };
+            let filter = scope.as_ref().and_then(|s| s.keys.as_ref());
+            if let Some(filter) = filter {
+                let left_out = filter.narrow(&mut lookups);
+                self.metrics.lookup_keys_skipped.inc_by(left_out as u64);
+            }
+            // Nothing left to look up: none of the updates' devices is stored yet.
+            let state = if lookups.is_empty() {
+                KnownState::new(partition)
+            } else {
+                store::load_state(&mut tx, tenant, partition, &lookups).await?
+            };
             let outcome = reconcile(&state, &rest, &self.reconcile).map_err(Error::from)?;
             // A device the other updates touched is not settled any more: reconcile its
             // skipped update with them, from the same stored state.
@@ -614,6 +634,7 @@ impl Ingest {
         if let Some(mut scope) = scope.take() {
             scope.epoch = epoch;
             scope.memo.record(&outcome, settled);
+            self.record_keys(tenant, partition, &mut scope, &outcome);
             self.put_scope_memo(tenant, partition, scope);
         }
         if analyze && let Err(e) = sqlx::query("ANALYZE identifiers").execute(&self.pool).await {
@@ -649,16 +670,18 @@ impl Ingest {
                 epoch,
                 complete: false,
                 memo: Memo::default(),
+                keys: None,
             },
             None => {
                 let mut memo = Memo::default();
                 let started = Instant::now();
-                store::load_settled(conn, tenant, partition, None, &self.reconcile, &mut memo)
-                    .await?;
+                let (_, empty) =
+                    store::load_scope(conn, tenant, partition, &self.reconcile, &mut memo).await?;
                 tracing::info!(
                     tenant_id = %tenant,
                     partition,
                     settled = memo.len(),
+                    empty,
                     took_ms = started.elapsed().as_millis(),
                     "Loaded the scope's settled devices"
                 );
@@ -667,6 +690,7 @@ impl Ingest {
                     epoch,
                     complete: true,
                     memo,
+                    keys: (empty && self.key_filter_max_keys > 0).then(KeyFilter::default),
                 }
             }
         };
@@ -689,6 +713,31 @@ impl Ingest {
             }
         }
         Ok(scope)
+    }
+
+    /// Adds the keys a committed outcome wrote to the scope's filter, and drops the filter once
+    /// it holds more keys than allowed.
+    fn record_keys(
+        &self,
+        tenant: TenantId,
+        partition: &str,
+        scope: &mut ScopeMemo,
+        outcome: &Outcome,
+    ) {
+        let Some(filter) = &mut scope.keys else {
+            return;
+        };
+        filter.record(outcome);
+        if filter.len() > self.key_filter_max_keys {
+            tracing::info!(
+                tenant_id = %tenant,
+                partition,
+                keys = filter.len(),
+                limit = self.key_filter_max_keys,
+                "Scope's key filter is full; new devices are looked up in Postgres from now on"
+            );
+            scope.keys = None;
+        }
     }
 
     fn put_scope_memo(&self, tenant: TenantId, partition: &str, scope: ScopeMemo) {

@@ -39,6 +39,9 @@ pub struct Metrics {
     pub settled_devices: Gauge,
     /// Scopes whose settled devices were loaded from Postgres (first use, or after an error).
     pub settled_loads: Counter,
+    /// Lookup keys (identifiers, IPs, uids) left out of state loads: no stored device can hold
+    /// them (see [`sr_reconcile::KeyFilter`]).
+    pub lookup_keys_skipped: Counter,
     /// Messages nak'd for a retry.
     pub naks: Counter,
     /// Messages left for this consumer in the stream (`num_pending`).
@@ -67,6 +70,7 @@ impl Default for Metrics {
             updates_skipped: Counter::default(),
             settled_devices: Gauge::default(),
             settled_loads: Counter::default(),
+            lookup_keys_skipped: Counter::default(),
             naks: Counter::default(),
             consumer_lag: Gauge::default(),
             batch_latency: Histogram::new([
@@ -148,6 +152,11 @@ impl Metrics {
             "settled_loads",
             "Scopes whose settled devices were loaded from Postgres",
             self.settled_loads.clone(),
+        );
+        r.register(
+            "lookup_keys_skipped",
+            "Lookup keys left out of state loads: no stored device can hold them",
+            self.lookup_keys_skipped.clone(),
         );
         r.register("naks", "Messages nak'd for a retry", self.naks.clone());
         r.register(

@@ -144,6 +144,41 @@ pub async fn load_settled(
     Ok(added)
 }
 
+/// A scope's first load: every settled device into `memo` (see [`load_settled`]), and whether
+/// the scope holds no device at all. Returns (settled devices added, scope empty).
+///
+/// Both statements run with custom plans: a generic plan cannot tell a scope of a million
+/// rows from an empty one beside a million rows of another tenant, and scanned the whole table
+/// for the latter (450 ms per million rows measured).
+///
+/// # Errors
+/// Database failure, or rows that do not decode ([`Error::Corrupt`]).
+pub async fn load_scope(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    partition: &str,
+    cfg: &ReconcileConfig,
+    memo: &mut Memo,
+) -> Result<(usize, bool)> {
+    sqlx::query("SET LOCAL plan_cache_mode = force_custom_plan")
+        .execute(&mut *conn)
+        .await?;
+    let added = load_settled(conn, tenant, partition, None, cfg, memo).await?;
+    let empty = added == 0
+        && sqlx::query_scalar::<_, bool>(
+            "SELECT NOT EXISTS (SELECT 1 FROM devices WHERE tenant_id = $1 AND partition = $2)",
+        )
+        .bind(tenant.as_uuid())
+        .bind(partition)
+        .fetch_one(&mut *conn)
+        .await?;
+    // Back to the transaction's generic plans (see [`lock_scope`]).
+    sqlx::query("SET LOCAL plan_cache_mode = force_generic_plan")
+        .execute(&mut *conn)
+        .await?;
+    Ok((added, empty))
+}
+
 const LOAD_DEVICES: &str = r"
 WITH wanted AS (
     SELECT i.device_uid AS uid

@@ -96,6 +96,7 @@ async fn ingest_instance(env: &Env, skip_settled: bool) -> Ingest {
         outbox_notify: Arc::default(),
         analyze: Arc::default(),
         skip_settled,
+        key_filter_max_keys: config.reconcile.key_filter_max_keys,
         memos: Arc::default(),
     }
 }
@@ -191,5 +192,82 @@ async fn skipping_ends_in_the_same_inventory_as_reconciling_everything_under_chu
         skipping.metrics.updates_skipped.get()
     );
     assert_eq!(everything.metrics.updates_skipped.get(), 0);
+    // The first cycle's 2 000 devices were new in a scope that was empty: their keys (uid, IP,
+    // Armis id and MAC each) were not looked up, but for a few false positives.
+    let left_out = skipping.metrics.lookup_keys_skipped.get();
+    assert!(left_out > 7_900, "{left_out}");
+    assert_eq!(everything.metrics.lookup_keys_skipped.get(), 0);
     assert_eq!(env.scalar("SELECT count(*) FROM merge_audit").await, 0);
+}
+
+#[tokio::test]
+async fn a_replica_stops_trusting_its_key_filter_once_another_replica_wrote_the_scope() {
+    let env = Env::new();
+    let (a, b) = (
+        ingest_instance(&env, true).await,
+        ingest_instance(&env, true).await,
+    );
+    let reference = ingest_instance(&env, false).await;
+    let (t, r) = (TenantId::random(), TenantId::random());
+    let fleet = observations(&armis_fleet(4, 0));
+    let first = &fleet[..3];
+    let fourth = &fleet[3..];
+    let mut renamed = observations(&armis_fleet(4, 2)).split_off(3);
+    renamed[0].hostname = Some("renamed".into());
+
+    // The scope was empty: `a` knows every key in it and looks none of the 9 up.
+    a.apply_group(t, "default", first).await.unwrap();
+    assert_eq!(a.metrics.lookup_keys_skipped.get(), 9);
+    // Device 4 is created by the other replica: keys `a` has never seen.
+    b.apply_group(t, "default", fourth).await.unwrap();
+    assert_eq!(
+        b.metrics.lookup_keys_skipped.get(),
+        0,
+        "the scope held devices when `b` first used it"
+    );
+    // Trusting its filter, `a` would take device 4 for a new device (and fail on its key).
+    let report = a.apply_group(t, "default", &renamed).await.unwrap();
+    assert_eq!(
+        a.metrics.lookup_keys_skipped.get(),
+        9,
+        "looked up in Postgres"
+    );
+    assert_eq!((report.created, report.updated), (0, 1));
+    for batch in [first, fourth, &renamed] {
+        reference.apply_group(r, "default", batch).await.unwrap();
+    }
+    assert_eq!(rows(&env, t).await, rows(&env, r).await);
+    assert_eq!(rows(&env, t).await.len(), 4);
+}
+
+#[tokio::test]
+async fn a_key_filter_past_its_limit_is_dropped_and_devices_are_looked_up_again() {
+    let env = Env::new();
+    let mut small = ingest_instance(&env, true).await;
+    small.key_filter_max_keys = 50;
+    let reference = ingest_instance(&env, false).await;
+    let (t, r) = (TenantId::random(), TenantId::random());
+    let fleet = observations(&armis_fleet(40, 0));
+    // 10 devices: 30 keys (uid, IP and Armis id each), within the limit; 20 are past it.
+    let mut again = observations(&armis_fleet(40, 1));
+    for o in &mut again {
+        o.hostname = Some("renamed".into());
+    }
+    let batches = [&fleet[..10], &fleet[10..20], &fleet[20..], &again[..]];
+    let mut updated = 0;
+    for batch in batches {
+        updated += small
+            .apply_group(t, "default", batch)
+            .await
+            .unwrap()
+            .updated;
+        reference.apply_group(r, "default", batch).await.unwrap();
+    }
+    assert_eq!(
+        small.metrics.lookup_keys_skipped.get(),
+        60,
+        "the keys of the first two groups; the second passed the limit"
+    );
+    assert_eq!(updated, 40);
+    assert_eq!(rows(&env, t).await, rows(&env, r).await);
 }
