@@ -125,10 +125,11 @@ pub struct ReconcileSettings {
     /// unchanged device, within the `last_seen` precision) without loading the device; see
     /// docs/architecture.md. Off: every update is reconciled against the stored state.
     pub skip_settled: bool,
-    /// Most keys (device uids, IPs, identifiers) remembered per scope that was empty when this
-    /// replica first used it, so that devices nobody has seen yet are not looked up in
-    /// Postgres (2 to 8 bytes a key; see docs/architecture.md). Past it, or at 0, every lookup
-    /// goes to Postgres. Only used with `skip_settled`.
+    /// Most keys (device uids, IPs, identifiers) remembered, over all scopes, of the scopes that
+    /// were empty when this replica first used them, so that devices nobody has seen yet are
+    /// not looked up in Postgres (2 to 8 bytes a key; see docs/architecture.md). A scope whose
+    /// keys would pass it, and every scope at 0, has its lookups go to Postgres. Only used with
+    /// `skip_settled`.
     pub key_filter_max_keys: usize,
 }
 

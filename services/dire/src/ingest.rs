@@ -12,6 +12,7 @@
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::consumer::PullConsumer;
@@ -56,8 +57,8 @@ pub struct Ingest {
     pub analyze: Arc<std::sync::Mutex<Growth>>,
     /// Skip updates that settled devices already reflect (`reconcile.skip_settled`).
     pub skip_settled: bool,
-    /// Most keys a scope's [`KeyFilter`] may hold (`reconcile.key_filter_max_keys`; 0: none).
-    pub key_filter_max_keys: usize,
+    /// Keys the scopes' [`KeyFilter`]s may hold together (`reconcile.key_filter_max_keys`).
+    pub key_filters: KeyBudget,
     /// Settled devices per (tenant, partition) scope.
     pub memos: Arc<std::sync::Mutex<HashMap<(TenantId, String), ScopeMemo>>>,
 }
@@ -74,8 +75,52 @@ pub struct ScopeMemo {
     complete: bool,
     memo: Memo,
     /// Every key the scope's devices may hold, while this replica has seen every write to the
-    /// scope since it was empty (and the filter is below its size limit); else `None`.
-    keys: Option<KeyFilter>,
+    /// scope since it was empty (and the filters are within their budget); else `None`.
+    keys: Option<ScopeKeys>,
+}
+
+/// How many keys the [`KeyFilter`]s of all scopes may hold together, and how many they hold.
+#[derive(Debug, Clone, Default)]
+pub struct KeyBudget {
+    max: usize,
+    used: Arc<AtomicUsize>,
+}
+
+impl KeyBudget {
+    /// A budget of `max` keys (0: no filters).
+    #[must_use]
+    pub fn new(max: usize) -> Self {
+        Self {
+            max,
+            used: Arc::default(),
+        }
+    }
+
+    /// Keys held by the live filters.
+    #[must_use]
+    pub fn used(&self) -> usize {
+        self.used.load(Ordering::Relaxed)
+    }
+
+    fn filter(&self) -> Option<ScopeKeys> {
+        (self.max > 0).then(|| ScopeKeys {
+            filter: KeyFilter::default(),
+            used: self.used.clone(),
+        })
+    }
+}
+
+/// A scope's key filter, counted in its [`KeyBudget`] while it lives.
+#[derive(Debug)]
+struct ScopeKeys {
+    filter: KeyFilter,
+    used: Arc<AtomicUsize>,
+}
+
+impl Drop for ScopeKeys {
+    fn drop(&mut self) {
+        self.used.fetch_sub(self.filter.len(), Ordering::Relaxed);
+    }
 }
 
 /// Growth of the inventory tables since the last `ANALYZE`.
@@ -570,7 +615,10 @@ impl Ingest {
             } else {
                 required_lookups_claimed(not_skipped(&claims, &skip), not_skipped(&keys, &skip))
             };
-            let filter = scope.as_ref().and_then(|s| s.keys.as_ref());
+            let filter = scope
+                .as_ref()
+                .and_then(|s| s.keys.as_ref())
+                .map(|k| &k.filter);
             if let Some(filter) = filter {
                 let left_out = filter.narrow(&mut lookups);
                 self.metrics.lookup_keys_skipped.inc_by(left_out as u64);
@@ -690,7 +738,11 @@ impl Ingest {
                     epoch,
                     complete: true,
                     memo,
-                    keys: (empty && self.key_filter_max_keys > 0).then(KeyFilter::default),
+                    keys: if empty {
+                        self.key_filters.filter()
+                    } else {
+                        None
+                    },
                 }
             }
         };
@@ -715,8 +767,8 @@ impl Ingest {
         Ok(scope)
     }
 
-    /// Adds the keys a committed outcome wrote to the scope's filter, and drops the filter once
-    /// it holds more keys than allowed.
+    /// Adds the keys a committed outcome wrote to the scope's filter, and drops the filter when
+    /// the filters of all scopes would hold more keys than their budget.
     fn record_keys(
         &self,
         tenant: TenantId,
@@ -724,18 +776,22 @@ impl Ingest {
         scope: &mut ScopeMemo,
         outcome: &Outcome,
     ) {
-        let Some(filter) = &mut scope.keys else {
+        let Some(keys) = &mut scope.keys else {
             return;
         };
-        filter.record(outcome);
-        if filter.len() > self.key_filter_max_keys {
+        let before = keys.filter.len();
+        keys.filter.record(outcome);
+        let added = keys.filter.len() - before;
+        let used = keys.used.fetch_add(added, Ordering::Relaxed) + added;
+        if used > self.key_filters.max {
             tracing::info!(
                 tenant_id = %tenant,
                 partition,
-                keys = filter.len(),
-                limit = self.key_filter_max_keys,
-                "Scope's key filter is full; new devices are looked up in Postgres from now on"
+                keys = keys.filter.len(),
+                budget = self.key_filters.max,
+                "Key filters are over budget: this scope's new devices are looked up in Postgres from now on"
             );
+            // Dropping it gives its keys back to the budget.
             scope.keys = None;
         }
     }

@@ -119,7 +119,7 @@ impl App {
             outbox_notify: notify,
             analyze: Arc::default(),
             skip_settled: config.reconcile.skip_settled,
-            key_filter_max_keys: config.reconcile.key_filter_max_keys,
+            key_filters: ingest::KeyBudget::new(config.reconcile.key_filter_max_keys),
             memos: Arc::default(),
         });
         let outbox = outbox::Outbox {

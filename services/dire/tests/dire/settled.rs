@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 use sr_core::TenantId;
-use sr_dire::ingest::Ingest;
+use sr_dire::ingest::{Ingest, KeyBudget};
 use sr_reconcile::Observation;
 
 use crate::common::*;
@@ -96,7 +96,7 @@ async fn ingest_instance(env: &Env, skip_settled: bool) -> Ingest {
         outbox_notify: Arc::default(),
         analyze: Arc::default(),
         skip_settled,
-        key_filter_max_keys: config.reconcile.key_filter_max_keys,
+        key_filters: KeyBudget::new(config.reconcile.key_filter_max_keys),
         memos: Arc::default(),
     }
 }
@@ -244,7 +244,7 @@ async fn a_replica_stops_trusting_its_key_filter_once_another_replica_wrote_the_
 async fn a_key_filter_past_its_limit_is_dropped_and_devices_are_looked_up_again() {
     let env = Env::new();
     let mut small = ingest_instance(&env, true).await;
-    small.key_filter_max_keys = 50;
+    small.key_filters = KeyBudget::new(50);
     let reference = ingest_instance(&env, false).await;
     let (t, r) = (TenantId::random(), TenantId::random());
     let fleet = observations(&armis_fleet(40, 0));
@@ -269,5 +269,52 @@ async fn a_key_filter_past_its_limit_is_dropped_and_devices_are_looked_up_again(
         "the keys of the first two groups; the second passed the limit"
     );
     assert_eq!(updated, 40);
+    assert_eq!(
+        small.key_filters.used(),
+        0,
+        "the dropped filter gave its keys back"
+    );
     assert_eq!(rows(&env, t).await, rows(&env, r).await);
+}
+
+#[tokio::test]
+async fn the_key_filters_of_all_scopes_share_one_budget() {
+    let env = Env::new();
+    let mut ingest = ingest_instance(&env, true).await;
+    ingest.key_filters = KeyBudget::new(50);
+    let (t, u) = (TenantId::random(), TenantId::random());
+    let fleet = observations(&armis_fleet(13, 0));
+    // 10 devices of each tenant: 30 keys each (uid, IP and Armis id), 60 together.
+    ingest
+        .apply_group(t, "default", &fleet[..10])
+        .await
+        .unwrap();
+    assert_eq!(ingest.key_filters.used(), 30);
+    ingest
+        .apply_group(u, "default", &fleet[..10])
+        .await
+        .unwrap();
+    assert_eq!(
+        ingest.metrics.lookup_keys_skipped.get(),
+        60,
+        "both scopes were empty"
+    );
+    assert_eq!(
+        ingest.key_filters.used(),
+        30,
+        "the second filter was dropped"
+    );
+    // The first scope keeps its filter (39 keys); the second looks its devices up.
+    ingest
+        .apply_group(t, "default", &fleet[10..])
+        .await
+        .unwrap();
+    assert_eq!(ingest.metrics.lookup_keys_skipped.get(), 69);
+    assert_eq!(ingest.key_filters.used(), 39);
+    ingest
+        .apply_group(u, "default", &fleet[10..])
+        .await
+        .unwrap();
+    assert_eq!(ingest.metrics.lookup_keys_skipped.get(), 69);
+    assert_eq!(env.scalar("SELECT count(*) FROM devices").await, 26);
 }
