@@ -101,6 +101,28 @@ async fn ingest_instance(env: &Env, skip_settled: bool) -> Ingest {
     }
 }
 
+/// Two skipping replicas writing tenant `t`, and a replica that reconciles everything, to
+/// write the same updates to tenant `r` for comparison.
+struct Replicas {
+    a: Ingest,
+    b: Ingest,
+    reference: Ingest,
+    t: TenantId,
+    r: TenantId,
+}
+
+impl Replicas {
+    async fn new(env: &Env) -> Self {
+        Self {
+            a: ingest_instance(env, true).await,
+            b: ingest_instance(env, true).await,
+            reference: ingest_instance(env, false).await,
+            t: TenantId::random(),
+            r: TenantId::random(),
+        }
+    }
+}
+
 fn observations(updates: &[Value]) -> Vec<Observation> {
     updates
         .iter()
@@ -127,12 +149,13 @@ async fn rows(env: &Env, t: TenantId) -> Vec<Value> {
 #[tokio::test]
 async fn a_replica_does_not_trust_what_it_remembers_once_another_replica_wrote_the_scope() {
     let env = Env::new();
-    let (a, b) = (
-        ingest_instance(&env, true).await,
-        ingest_instance(&env, true).await,
-    );
-    let reference = ingest_instance(&env, false).await;
-    let (t, r) = (TenantId::random(), TenantId::random());
+    let Replicas {
+        a,
+        b,
+        reference,
+        t,
+        r,
+    } = Replicas::new(&env).await;
     let first = observations(&armis_fleet(3, 0));
     let mut other = observations(&armis_fleet(1, 2));
     other[0].hostname = Some("from-netbox".into());
@@ -203,12 +226,13 @@ async fn skipping_ends_in_the_same_inventory_as_reconciling_everything_under_chu
 #[tokio::test]
 async fn a_replica_stops_trusting_its_key_filter_once_another_replica_wrote_the_scope() {
     let env = Env::new();
-    let (a, b) = (
-        ingest_instance(&env, true).await,
-        ingest_instance(&env, true).await,
-    );
-    let reference = ingest_instance(&env, false).await;
-    let (t, r) = (TenantId::random(), TenantId::random());
+    let Replicas {
+        a,
+        b,
+        reference,
+        t,
+        r,
+    } = Replicas::new(&env).await;
     let fleet = observations(&armis_fleet(4, 0));
     let first = &fleet[..3];
     let fourth = &fleet[3..];
