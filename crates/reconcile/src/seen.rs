@@ -36,7 +36,6 @@ const PROBES: u32 = 7;
 #[derive(Debug, Clone, Default)]
 pub struct KeyFilter {
     levels: Vec<Level>,
-    keys: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -124,13 +123,13 @@ impl KeyFilter {
     /// Keys recorded (a key that already looked held when recorded is not counted).
     #[must_use]
     pub fn len(&self) -> usize {
-        self.keys
+        self.levels.iter().map(|l| l.keys).sum()
     }
 
     /// True when no key was recorded.
     #[must_use]
     pub fn is_empty(&self) -> bool {
-        self.keys == 0
+        self.len() == 0
     }
 
     /// Bytes held by the filter.
@@ -158,7 +157,6 @@ impl KeyFilter {
         if let Some(level) = self.levels.last_mut() {
             level.insert(hash);
         }
-        self.keys += 1;
     }
 
     /// True unless no stored device of the scope holds `id`.
@@ -182,13 +180,13 @@ impl KeyFilter {
     /// Leaves out of `lookups` every key no stored device holds; returns how many. The devices
     /// a lookup of what remains finds are exactly those the full lookup finds.
     pub fn narrow(&self, lookups: &mut Lookups) -> usize {
-        let before = lookups.identifiers.len() + lookups.ips.len() + lookups.uids.len();
+        let before = lookups.len();
         lookups
             .identifiers
             .retain(|id| self.may_hold_identifier(id));
         lookups.ips.retain(|ip| self.may_hold_ip(ip));
         lookups.uids.retain(|uid| self.may_hold_uid(uid));
-        before - (lookups.identifiers.len() + lookups.ips.len() + lookups.uids.len())
+        before - lookups.len()
     }
 
     /// Records every key an outcome writes: the uid and IP of each inserted or updated device,

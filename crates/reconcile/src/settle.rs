@@ -258,9 +258,7 @@ pub fn required_lookups_claimed<'a>(
 ) -> crate::state::Lookups {
     let mut lookups = crate::state::Lookups::default();
     for ((ip, ids), key) in claims.into_iter().zip(keys) {
-        lookups.uids.insert(key.uid);
-        lookups.identifiers.extend(ids.iter().cloned());
-        lookups.ips.insert(*ip);
+        lookups.add(key.uid, *ip, ids.iter().cloned());
     }
     lookups
 }

@@ -379,10 +379,28 @@ pub struct Lookups {
 }
 
 impl Lookups {
+    /// Keys to look up.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.identifiers.len() + self.ips.len() + self.uids.len()
+    }
+
     /// True when there is nothing to look up.
     #[must_use]
     pub fn is_empty(&self) -> bool {
-        self.identifiers.is_empty() && self.ips.is_empty() && self.uids.is_empty()
+        self.len() == 0
+    }
+
+    /// Adds the keys of one update: its canonical id, its IP and its identifiers.
+    pub(crate) fn add(
+        &mut self,
+        uid: DeviceUid,
+        ip: IpAddr,
+        identifiers: impl IntoIterator<Item = Identifier>,
+    ) {
+        self.uids.insert(uid);
+        self.ips.insert(ip);
+        self.identifiers.extend(identifiers);
     }
 }
 
@@ -391,11 +409,8 @@ pub fn required_lookups(batch: &[Observation]) -> Lookups {
     let mut lookups = Lookups::default();
     for obs in batch {
         let ids = obs.identifiers();
-        lookups
-            .uids
-            .insert(crate::uid::canonical_id(&obs.partition, &ids, obs.ip));
-        lookups.identifiers.extend(ids);
-        lookups.ips.insert(obs.ip);
+        let uid = crate::uid::canonical_id(&obs.partition, &ids, obs.ip);
+        lookups.add(uid, obs.ip, ids);
     }
     lookups
 }

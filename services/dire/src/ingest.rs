@@ -723,7 +723,7 @@ impl Ingest {
             None => {
                 let mut memo = Memo::default();
                 let started = Instant::now();
-                let (_, empty) =
+                let empty =
                     store::load_scope(conn, tenant, partition, &self.reconcile, &mut memo).await?;
                 tracing::info!(
                     tenant_id = %tenant,

@@ -144,8 +144,8 @@ pub async fn load_settled(
     Ok(added)
 }
 
-/// A scope's first load: every settled device into `memo` (see [`load_settled`]), and whether
-/// the scope holds no device at all. Returns (settled devices added, scope empty).
+/// A scope's first load: every settled device into `memo` (see [`load_settled`]); returns
+/// whether the scope holds no device at all.
 ///
 /// Both statements run with custom plans: a generic plan cannot tell a scope of a million
 /// rows from an empty one beside a million rows of another tenant, and scanned the whole table
@@ -159,7 +159,7 @@ pub async fn load_scope(
     partition: &str,
     cfg: &ReconcileConfig,
     memo: &mut Memo,
-) -> Result<(usize, bool)> {
+) -> Result<bool> {
     sqlx::query("SET LOCAL plan_cache_mode = force_custom_plan")
         .execute(&mut *conn)
         .await?;
@@ -176,7 +176,7 @@ pub async fn load_scope(
     sqlx::query("SET LOCAL plan_cache_mode = force_generic_plan")
         .execute(&mut *conn)
         .await?;
-    Ok((added, empty))
+    Ok(empty)
 }
 
 const LOAD_DEVICES: &str = r"
