@@ -134,6 +134,28 @@ async fn read_api_pages_filters_and_requires_a_token() {
     app.stop().await;
 }
 
+/// The page order above is Rust's byte order on any server: every key column compares as
+/// bytes (collation "C"), whatever the database's default collation is.
+#[tokio::test]
+async fn key_columns_compare_as_bytes() {
+    let env = Env::new();
+    let app = env.start().await;
+    let keys = "('devices', 'partition'), ('devices', 'uid'), ('identifiers', 'partition'),
+        ('identifiers', 'type'), ('identifiers', 'value'), ('identifiers', 'device_uid'),
+        ('merge_audit', 'partition'), ('merge_audit', 'from_uid'), ('merge_audit', 'to_uid'),
+        ('scope_epochs', 'partition')";
+    let byte_order = env
+        .scalar(&format!(
+            "SELECT count(*) FROM (VALUES {keys}) AS k(tbl, col)
+               JOIN pg_attribute a ON a.attrelid = k.tbl::regclass AND a.attname = k.col
+               JOIN pg_collation c ON c.oid = a.attcollation
+              WHERE c.collname = 'C'"
+        ))
+        .await;
+    assert_eq!(byte_order, 10);
+    app.stop().await;
+}
+
 async fn srctl(base: &str, args: &[&str]) -> srctl::Result<String> {
     let mut argv = vec!["srctl", "--dire-url", base, "--token", TOKEN];
     argv.extend_from_slice(args);
