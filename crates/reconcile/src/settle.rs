@@ -320,14 +320,25 @@ impl Shard {
     }
 
     fn get(&self, key: u64) -> Option<Entry> {
-        if let Some(change) = self.recent.get(&key) {
-            return *change;
-        }
+        self.get_in(key, self.span(key))
+    }
+
+    /// Where in `sorted` the bucket of `key` lies.
+    fn span(&self, key: u64) -> (usize, usize) {
         let b = self.bucket(key);
-        let (start, end) = match (self.index.get(b), self.index.get(b + 1)) {
+        match (self.index.get(b), self.index.get(b + 1)) {
             (Some(&s), Some(&e)) => (s as usize, e as usize),
             _ => (0, self.sorted.len()),
-        };
+        }
+    }
+
+    /// [`Shard::get`] with the [`Shard::span`] of `key` already known.
+    fn get_in(&self, key: u64, (start, end): (usize, usize)) -> Option<Entry> {
+        if !self.recent.is_empty()
+            && let Some(change) = self.recent.get(&key)
+        {
+            return *change;
+        }
         let bucket = &self.sorted[start..end];
         bucket
             .binary_search_by_key(&key, |(k, _)| *k)
@@ -461,6 +472,12 @@ impl Entry {
             until: settled.until,
         }
     }
+
+    /// True when an update with `key` seen at `at` would change nothing in this device.
+    fn covers(&self, key: &Key, at: DateTime<Utc>) -> bool {
+        self.digest == short_digest(&key.digest)
+            && (i64::from(self.from)..i64::from(self.until)).contains(&at.timestamp())
+    }
 }
 
 impl Memo {
@@ -522,11 +539,7 @@ impl Memo {
     #[must_use]
     pub fn covers(&self, key: &Key, at: DateTime<Utc>) -> bool {
         let uid = short_uid(&key.uid);
-        let secs = at.timestamp();
-        self.shard(uid).get(uid).is_some_and(|e| {
-            e.digest == short_digest(&key.digest)
-                && (i64::from(e.from)..i64::from(e.until)).contains(&secs)
-        })
+        self.shard(uid).get(uid).is_some_and(|e| e.covers(key, at))
     }
 
     /// [`Memo::covers`] for each update of a batch, given its key and time: looked up in key
@@ -544,8 +557,26 @@ impl Memo {
             .collect();
         order.sort_unstable();
         let mut out = vec![false; keys.len()];
-        for (_, i) in order {
-            out[i] = self.covers(&keys[i], times[i]);
+        // A group's bucket bounds are all read first, then the first entry of each bucket,
+        // then the buckets are searched: the cache misses of a group overlap instead of each
+        // waiting for the one before it.
+        const GROUP: usize = 16;
+        for group in order.chunks(GROUP) {
+            let mut spans = [(0, 0); GROUP];
+            for (span, &(uid, _)) in spans.iter_mut().zip(group) {
+                *span = self.shard(uid).span(uid);
+            }
+            let mut firsts = [0u64; GROUP];
+            for ((first, &(uid, _)), &(start, _)) in firsts.iter_mut().zip(group).zip(&spans) {
+                *first = self.shard(uid).sorted.get(start).map_or(0, |(k, _)| *k);
+            }
+            std::hint::black_box(&firsts);
+            for (&(uid, i), &span) in group.iter().zip(&spans) {
+                out[i] = self
+                    .shard(uid)
+                    .get_in(uid, span)
+                    .is_some_and(|e| e.covers(&keys[i], times[i]));
+            }
         }
         out
     }
@@ -783,6 +814,8 @@ mod tests {
             .map(|(k, t)| many.covers(k, *t))
             .collect();
         assert_eq!(many.covers_all(&keys, &times), each);
+        // With changes not merged yet (one insert at a time): looked up before the array.
+        assert_eq!(one.covers_all(&keys, &times), each);
         assert!(each.contains(&true) && each.contains(&false));
     }
 
