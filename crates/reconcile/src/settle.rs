@@ -334,9 +334,7 @@ impl Shard {
 
     /// [`Shard::get`] with the [`Shard::span`] of `key` already known.
     fn get_in(&self, key: u64, (start, end): (usize, usize)) -> Option<Entry> {
-        if !self.recent.is_empty()
-            && let Some(change) = self.recent.get(&key)
-        {
+        if let Some(change) = self.recent.get(&key) {
             return *change;
         }
         let bucket = &self.sorted[start..end];
