@@ -608,6 +608,46 @@ impl KnownState {
         }
     }
 
+    /// The identifiers each device holds once `outcome` is applied ([`KnownState::apply`]), for
+    /// every surviving device the outcome writes a row of or changes the identifiers of, by
+    /// uid (a device holding none has an empty set). Merged-away devices are left out.
+    ///
+    /// The service keeps this set on the device row, so a device's identifiers are read with
+    /// its row instead of through an index on the identifier rows' owner.
+    pub fn held_after<'a>(
+        &'a self,
+        outcome: &'a Outcome,
+    ) -> BTreeMap<DeviceUid, BTreeSet<&'a Identifier>> {
+        let written = outcome
+            .inserts
+            .iter()
+            .chain(outcome.updates.iter().map(|w| &w.record))
+            .map(|r| r.uid);
+        let repointed = outcome
+            .identifier_repoints
+            .values()
+            .flat_map(|r| [r.from, r.to]);
+        let gaining = outcome.identifier_inserts.values().copied();
+        let mut held: BTreeMap<DeviceUid, BTreeSet<&Identifier>> = written
+            .chain(repointed)
+            .chain(gaining)
+            .map(|uid| (uid, self.held_by(&uid).collect()))
+            .collect();
+        for (id, r) in &outcome.identifier_repoints {
+            if let Some(set) = held.get_mut(&r.from) {
+                set.remove(id);
+            }
+            held.entry(r.to).or_default().insert(id);
+        }
+        for (id, uid) in &outcome.identifier_inserts {
+            held.entry(*uid).or_default().insert(id);
+        }
+        for uid in &outcome.deletes {
+            held.remove(uid);
+        }
+        held
+    }
+
     fn remove_device_row(&mut self, uid: &DeviceUid) {
         if let Some(old) = self.devices.remove(uid)
             && let Some(ip) = old.ip

@@ -8,8 +8,9 @@ use std::collections::BTreeSet;
 use common::at;
 use proptest::prelude::*;
 use sr_reconcile::{
-    Key, KeyFilter, KnownState, MacAddr, Memo, Observation, Outcome, ReconcileConfig, claim,
-    demote_touched, plan_skips, reconcile, required_lookups, required_lookups_claimed, settled_by,
+    Identifier, Key, KeyFilter, KnownState, MacAddr, Memo, Observation, Outcome, ReconcileConfig,
+    claim, demote_touched, plan_skips, reconcile, required_lookups, required_lookups_claimed,
+    settled_by,
 };
 
 /// A "real device" the generator draws updates from.
@@ -283,6 +284,30 @@ proptest! {
             for id in o.identifiers() {
                 let owner = after.owner(&id);
                 prop_assert!(owner.is_some_and(|u| after.device(&u).is_some()), "{}", id);
+            }
+        }
+    }
+
+    #[test]
+    fn held_after_is_what_applying_leaves_on_every_device_the_outcome_touches(
+        (templates, pre, raws, _perm) in scenario()
+    ) {
+        let state = prepopulated(&templates, &pre);
+        let batch = build_batch(&templates, &raws, 50);
+        let out = run(&state, &batch);
+        let after = applied(&state, &batch);
+        let held = state.held_after(&out);
+        for (uid, ids) in &held {
+            prop_assert!(after.device(uid).is_some(), "{} is not a device after", uid);
+            let applied: BTreeSet<&Identifier> = after.held_by(uid).collect();
+            prop_assert_eq!(ids, &applied, "identifiers of {}", uid);
+        }
+        // Every device whose row is written, or whose identifiers changed, is listed.
+        for (uid, d) in after.devices() {
+            let before: BTreeSet<&Identifier> = state.held_by(uid).collect();
+            let now: BTreeSet<&Identifier> = after.held_by(uid).collect();
+            if before != now || state.device(uid) != Some(d) {
+                prop_assert!(held.contains_key(uid), "{} changed but is not listed", uid);
             }
         }
     }
