@@ -255,9 +255,16 @@ async fn get_device(
             None => format!("device {uid} not found"),
         }));
     };
+    // The row lists its identifiers; their rows are found by key.
     let identifiers: Vec<IdentifierView> = sqlx::query_as(
-        "SELECT type, value, created_at FROM identifiers
-          WHERE tenant_id = $1 AND partition = $2 AND device_uid = $3 ORDER BY type, value",
+        "SELECT i.type, i.value, i.created_at
+           FROM devices d
+          CROSS JOIN jsonb_array_elements(d.identifiers) AS h(pair)
+           JOIN identifiers i
+             ON i.tenant_id = d.tenant_id AND i.partition = d.partition
+            AND i.type = h.pair->>0 AND i.value = h.pair->>1 AND i.device_uid = d.uid
+          WHERE d.tenant_id = $1 AND d.partition = $2 AND d.uid = $3
+          ORDER BY i.type, i.value",
     )
     .bind(t)
     .bind(&device.partition)

@@ -125,13 +125,12 @@ impl Drop for ScopeKeys {
 
 /// Growth of the inventory tables since the last `ANALYZE`.
 ///
-/// The load and update statements join batch arrays against `devices` and `identifiers`, and
-/// the foreign key of `identifiers` is checked with a plan cached per connection; with no
-/// statistics, or statistics from when the tables were small, Postgres may scan instead of
-/// probing the right index (see [`crate::store::analyze_devices_now`]). Autovacuum normally
-/// refreshes them, but it may be off (as on the development machines) and it comes too late
-/// for a first large batch, so DIRE analyzes its tables whenever they have doubled since the
-/// last time (at least every 1000 rows), `devices` inside the batch's own transaction.
+/// The load and update statements join batch arrays against `devices` and `identifiers` with
+/// plans cached per connection; with no statistics, or statistics from when the tables were
+/// small, Postgres may scan instead of probing the right index. Autovacuum normally refreshes
+/// them, but it may be off (as on the development machines) and it comes too late after a
+/// first large batch, so DIRE analyzes its tables ([`crate::store::analyze`]) after a commit
+/// whenever they have doubled since the last time (at least every 1000 rows).
 #[derive(Debug, Default)]
 pub struct Growth {
     since: u64,
@@ -644,7 +643,6 @@ impl Ingest {
         } else {
             Vec::new()
         };
-        drop(state);
         let mut report = GroupReport::of(&outcome);
         report.unchanged += skipped;
         self.metrics.updates_skipped.inc_by(skipped as u64);
@@ -656,8 +654,8 @@ impl Ingest {
             }
             return Ok(report);
         }
-        // Statistics are refreshed whenever the tables have doubled (see [`Growth`]); devices
-        // inside this transaction, before its identifiers are inserted, identifiers after.
+        // Statistics are refreshed after the commit whenever the tables have doubled (see
+        // [`Growth`]).
         let inserted = (outcome.inserts.len() + outcome.identifier_inserts.len()) as u64;
         let analyze = self
             .analyze
@@ -665,8 +663,23 @@ impl Ingest {
             .map(|mut g| g.add(inserted))
             .unwrap_or(false);
         let digests: HashMap<_, _> = settled.iter().map(|(uid, s)| (*uid, s.digest)).collect();
+        // Nothing may be left pointing at a device the outcome deletes.
+        let stranded = outcome.deletes.iter().find_map(|uid| {
+            state
+                .held_by(uid)
+                .find(|id| !outcome.identifier_repoints.contains_key(*id))
+                .map(|id| (uid, id))
+        });
+        if let Some((uid, id)) = stranded {
+            return Err(Error::Corrupt(format!(
+                "merging {uid} away would strand its identifier {id}"
+            )));
+        }
+        let held = state.held_after(&outcome);
         let written =
-            store::write_outcome(&mut tx, tenant, partition, &outcome, &digests, analyze).await?;
+            store::write_outcome(&mut tx, tenant, partition, &outcome, &digests, &held).await?;
+        drop(held);
+        drop(state);
         let changes = inventory::device_changes(partition, &outcome, &written);
         let messages =
             inventory::outbox_messages(tenant, changes, self.outbox.max_devices_per_message)?;
@@ -685,8 +698,14 @@ impl Ingest {
             self.record_keys(tenant, partition, &mut scope, &outcome);
             self.put_scope_memo(tenant, partition, scope);
         }
-        if analyze && let Err(e) = sqlx::query("ANALYZE identifiers").execute(&self.pool).await {
-            tracing::warn!(error = %e, "Cannot refresh planner statistics");
+        if analyze {
+            let done = match self.pool.acquire().await {
+                Ok(mut conn) => store::analyze(&mut conn).await,
+                Err(e) => Err(e.into()),
+            };
+            if let Err(e) = done {
+                tracing::warn!(error = %e, "Cannot refresh planner statistics");
+            }
         }
         Ok(report)
     }

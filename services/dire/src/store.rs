@@ -2,7 +2,7 @@
 //! write a decided [`Outcome`] and enqueue outbox rows. Every statement is scoped by
 //! (tenant_id, partition) and moves whole arrays (`UNNEST`), never one row per round trip.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 
 use chrono::{DateTime, Utc};
@@ -23,6 +23,21 @@ use crate::ingest::Growth;
 
 /// Separator of list values packed into one text element (source names, evidence).
 const SEP: char = '\u{1f}';
+
+/// The identifiers each written device holds, by uid ([`KnownState::held_after`]); stored on
+/// the device row as a JSON list of `[type, value]` pairs.
+pub type Held<'a> = BTreeMap<DeviceUid, BTreeSet<&'a Identifier>>;
+
+/// The JSON list of a device's identifiers, as stored in `devices.identifiers`.
+fn held_json<'a>(held: &'a Held<'_>, uid: &DeviceUid) -> Json<Vec<[&'a str; 2]>> {
+    Json(
+        held.get(uid)
+            .into_iter()
+            .flatten()
+            .map(|id| [id.kind().as_str(), id.value()])
+            .collect(),
+    )
+}
 
 /// Serialises every writer of one (tenant, partition) until the transaction ends, so replicas
 /// decide against committed state and never interleave writes of one scope; the transaction's
@@ -194,9 +209,7 @@ WITH wanted AS (
 )
 SELECT d.uid, d.ip, d.mac, d.hostname, d.type, d.vendor, d.model, d.os, d.agent_id,
        d.discovery_sources, d.is_available, d.first_seen, d.last_seen, d.metadata, d.sweep_hints,
-       d.stamps,
-       ARRAY(SELECT i.type || E'\x1f' || i.value FROM identifiers i
-              WHERE i.tenant_id = $1 AND i.partition = $2 AND i.device_uid = d.uid) AS identifiers
+       d.stamps, d.identifiers
   FROM wanted w
   JOIN devices d ON d.tenant_id = $1 AND d.partition = $2 AND d.uid = w.uid";
 
@@ -231,15 +244,12 @@ pub async fn load_state(
     let mut identifiers = Vec::with_capacity(rows.len() * 2);
     for row in &rows {
         let device = device_from_row(row)?;
-        let held: Vec<String> = row.try_get("identifiers")?;
-        for packed in held {
-            let (kind, value) = packed
-                .split_once(SEP)
-                .ok_or_else(|| Error::Corrupt(format!("identifier {packed:?}")))?;
+        let held: Json<Vec<(String, String)>> = row.try_get("identifiers")?;
+        for (kind, value) in held.0 {
             let kind = kind
                 .parse()
                 .map_err(|e: sr_reconcile::IdentifierError| Error::Corrupt(e.to_string()))?;
-            let id = Identifier::new(kind, value).map_err(|e| Error::Corrupt(e.to_string()))?;
+            let id = Identifier::new(kind, &value).map_err(|e| Error::Corrupt(e.to_string()))?;
             identifiers.push((id, device.uid));
         }
         devices.push(device);
@@ -302,14 +312,16 @@ struct Columns<'s> {
     hints: Vec<Json<&'s Vec<SweepHint>>>,
     settled: Vec<Option<&'s [u8]>>,
     stamps: Vec<Json<&'s Stamps>>,
+    identifiers: Vec<Json<Vec<[&'s str; 2]>>>,
 }
 
 impl<'s> Columns<'s> {
     /// The columns of `records`; `settled` names the rows that reflect an update entirely
-    /// (every other row is written with `settled = NULL`).
+    /// (every other row is written with `settled = NULL`), `held` their identifiers.
     fn of(
         records: impl ExactSizeIterator<Item = &'s DeviceRecord>,
         settled: &'s HashMap<DeviceUid, ContentDigest>,
+        held: &'s Held<'_>,
     ) -> Self {
         let n = records.len();
         let mut c = Columns {
@@ -336,6 +348,7 @@ impl<'s> Columns<'s> {
             c.settled
                 .push(settled.get(&r.uid).map(<[u8; 16]>::as_slice));
             c.stamps.push(Json(&r.stamps));
+            c.identifiers.push(held_json(held, &r.uid));
         }
         c
     }
@@ -362,6 +375,7 @@ impl<'s> Columns<'s> {
             .bind(&self.hints)
             .bind(&self.settled)
             .bind(&self.stamps)
+            .bind(&self.identifiers)
     }
 }
 
@@ -379,9 +393,9 @@ fn join<'a>(items: impl Iterator<Item = &'a String>) -> String {
 const UNNEST_DEVICES: &str = r"UNNEST($3::text[], $4::inet[], $5::text[], $6::text[], $7::text[],
     $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::bool[],
     $15::timestamptz[], $16::timestamptz[], $17::jsonb[], $18::jsonb[], $19::bytea[],
-    $20::jsonb[])
+    $20::jsonb[], $21::jsonb[])
     AS u(uid, ip, mac, hostname, name, type, vendor, model, os, agent_id, sources, is_available,
-         first_seen, last_seen, metadata, hints, settled, stamps)";
+         first_seen, last_seen, metadata, hints, settled, stamps, identifiers)";
 
 const SOURCES: &str = r"COALESCE(string_to_array(NULLIF(u.sources, ''), E'\x1f'), '{}')";
 
@@ -440,11 +454,11 @@ pub fn new_device_rows(observations: &[Observation]) -> NewRows {
         })
         .collect();
     records.sort_by_key(|r| r.uid);
-    let mut ids: Vec<(Identifier, String)> = observations
+    let mut ids: Vec<(Identifier, DeviceUid)> = observations
         .iter()
         .flat_map(|o| {
-            let uid = o.canonical_id().to_string();
-            o.identifiers().into_iter().map(move |id| (id, uid.clone()))
+            let uid = o.canonical_id();
+            o.identifiers().into_iter().map(move |id| (id, uid))
         })
         .collect();
     ids.sort();
@@ -465,7 +479,7 @@ pub struct NewRows {
     /// Device rows, by uid.
     pub records: Vec<DeviceRecord>,
     /// Identifier rows with their owner, by identifier.
-    pub identifiers: Vec<(Identifier, String)>,
+    pub identifiers: Vec<(Identifier, DeviceUid)>,
     /// The content digest each row reflects.
     pub settled: HashMap<DeviceUid, ContentDigest>,
 }
@@ -490,10 +504,11 @@ pub async fn plain_insert(
         identifiers: ids,
         settled,
     } = new_device_rows(observations);
-    insert_devices(conn, tenant, partition, &records, &settled).await?;
-    if growth.add((records.len() + ids.len()) as u64) {
-        analyze_devices_now(conn).await?;
+    let mut held = Held::new();
+    for (id, uid) in &ids {
+        held.entry(*uid).or_default().insert(id);
     }
+    insert_devices(conn, tenant, partition, &records, &settled, &held).await?;
     insert_identifiers(
         conn,
         tenant,
@@ -501,28 +516,25 @@ pub async fn plain_insert(
         ids.iter().map(|(id, uid)| (id, uid)),
     )
     .await?;
+    if growth.add((records.len() + ids.len()) as u64) {
+        analyze(conn).await?;
+    }
     Ok(records.len())
 }
 
-/// Refreshes the planner statistics of `devices` inside the current transaction (it counts
-/// the transaction's own inserts), between the device and the identifier inserts.
-///
-/// The foreign key from `identifiers` is checked with a query Postgres plans once per
-/// connection and caches. Planned against a `devices` table without statistics, it may probe
-/// `devices_ip_key` (whose leading columns also match) and read every device of the partition
-/// for each identifier: 215 million tuples read for 29 000 checks in one measured 15 000-device
-/// first batch, over 100 s. Statistics taken here make it (and every cached plan on the table)
-/// replan to the primary key before the identifiers are inserted.
+/// Refreshes the planner statistics of `devices` and `identifiers` (see [`Growth`]).
 ///
 /// # Errors
 /// Database failure.
-pub async fn analyze_devices_now(conn: &mut PgConnection) -> Result<()> {
-    sqlx::query("ANALYZE devices").execute(conn).await?;
+pub async fn analyze(conn: &mut PgConnection) -> Result<()> {
+    sqlx::query("ANALYZE devices, identifiers")
+        .execute(conn)
+        .await?;
     Ok(())
 }
 
-/// Inserts device rows (sorted by uid), with the content digests of the rows in `settled`;
-/// returns their revisions.
+/// Inserts device rows (sorted by uid), with the content digests of the rows in `settled` and
+/// the identifiers in `held`; returns their revisions.
 ///
 /// # Errors
 /// Database failure.
@@ -532,18 +544,19 @@ pub async fn insert_devices(
     partition: &str,
     records: &[DeviceRecord],
     settled: &HashMap<DeviceUid, ContentDigest>,
+    held: &Held<'_>,
 ) -> Result<Vec<(String, i64)>> {
     if records.is_empty() {
         return Ok(Vec::new());
     }
-    let cols = Columns::of(records.iter(), settled);
+    let cols = Columns::of(records.iter(), settled, held);
     let sql = format!(
         "INSERT INTO devices (tenant_id, partition, uid, ip, mac, hostname, name, type, vendor,
              model, os, agent_id, discovery_sources, is_available, first_seen, last_seen,
-             metadata, sweep_hints, settled, stamps, revision)
+             metadata, sweep_hints, settled, stamps, identifiers, revision)
          SELECT $1, $2, u.uid, u.ip, u.mac, u.hostname, u.name, u.type, u.vendor, u.model, u.os,
                 u.agent_id, {SOURCES}, u.is_available, u.first_seen, u.last_seen, u.metadata,
-                u.hints, u.settled, u.stamps, nextval('device_revisions')
+                u.hints, u.settled, u.stamps, u.identifiers, nextval('device_revisions')
            FROM {UNNEST_DEVICES}
          RETURNING uid, revision"
     );
@@ -557,7 +570,8 @@ pub async fn insert_devices(
 }
 
 /// Rewrites changed device rows in place (sorted by uid), with the content digests of the rows
-/// in `settled` (every other row's is cleared); returns their new revisions.
+/// in `settled` (every other row's is cleared) and the identifiers in `held`; returns their new
+/// revisions.
 ///
 /// # Errors
 /// Database failure, or a row that vanished ([`Error::Corrupt`]).
@@ -567,11 +581,12 @@ pub async fn update_devices(
     partition: &str,
     records: &[&DeviceRecord],
     settled: &HashMap<DeviceUid, ContentDigest>,
+    held: &Held<'_>,
 ) -> Result<Vec<(String, i64)>> {
     if records.is_empty() {
         return Ok(Vec::new());
     }
-    let cols = Columns::of(records.iter().copied(), settled);
+    let cols = Columns::of(records.iter().copied(), settled, held);
     let sql = format!(
         "UPDATE devices AS d
             SET ip = u.ip, mac = u.mac, hostname = u.hostname, name = u.name, type = u.type,
@@ -579,7 +594,7 @@ pub async fn update_devices(
                 discovery_sources = {SOURCES}, is_available = u.is_available,
                 first_seen = u.first_seen, last_seen = u.last_seen, metadata = u.metadata,
                 sweep_hints = u.hints, settled = u.settled, stamps = u.stamps,
-                revision = nextval('device_revisions'), updated_at = now()
+                identifiers = u.identifiers, revision = nextval('device_revisions'), updated_at = now()
            FROM {UNNEST_DEVICES}
           WHERE d.tenant_id = $1 AND d.partition = $2 AND d.uid = u.uid
          RETURNING d.uid, d.revision"
@@ -608,32 +623,63 @@ pub struct Written {
     pub revisions: BTreeMap<String, i64>,
 }
 
-/// Writes an outcome in the order that keeps foreign keys and uniqueness satisfied at every
-/// statement: device inserts, device updates, identifier re-points, identifier inserts, merge
-/// audit rows, deletes of merged-away devices. Every list is already sorted by key. Rows named
-/// in `settled` get its content digest, every other written row none.
+/// Writes an outcome in the order that keeps every identifier pointing at a stored device and
+/// uniqueness satisfied at every statement: device inserts, device updates, the identifier
+/// lists of devices whose row is otherwise unchanged, identifier re-points, identifier inserts,
+/// merge audit rows, deletes of merged-away devices. Every list is already sorted by key. Rows
+/// named in `settled` get its content digest, every other written row none; every written row
+/// gets its identifiers from `held` ([`KnownState::held_after`] of the state the outcome was
+/// decided on).
 ///
 /// # Errors
-/// Database failure.
+/// Database failure, or a device row that vanished ([`Error::Corrupt`]).
 pub async fn write_outcome(
     conn: &mut PgConnection,
     tenant: TenantId,
     partition: &str,
     outcome: &Outcome,
     settled: &HashMap<DeviceUid, ContentDigest>,
-    analyze_devices: bool,
+    held: &Held<'_>,
 ) -> Result<Written> {
     let mut written = Written::default();
     let t = tenant.as_uuid();
-    for (uid, rev) in insert_devices(conn, tenant, partition, &outcome.inserts, settled).await? {
-        written.revisions.insert(uid, rev);
-    }
-    if analyze_devices {
-        analyze_devices_now(conn).await?;
-    }
+    let inserted = insert_devices(conn, tenant, partition, &outcome.inserts, settled, held).await?;
+    written.revisions.extend(inserted);
     let updates: Vec<&DeviceRecord> = outcome.updates.iter().map(|w| &w.record).collect();
-    for (uid, rev) in update_devices(conn, tenant, partition, &updates, settled).await? {
-        written.revisions.insert(uid, rev);
+    let updated = update_devices(conn, tenant, partition, &updates, settled, held).await?;
+    written.revisions.extend(updated);
+    let rewritten: BTreeSet<DeviceUid> = outcome
+        .inserts
+        .iter()
+        .chain(updates.iter().copied())
+        .map(|r| r.uid)
+        .collect();
+    let (uids, lists): (Vec<String>, Vec<_>) = held
+        .keys()
+        .filter(|uid| !rewritten.contains(uid))
+        .map(|uid| (uid.to_string(), held_json(held, uid)))
+        .unzip();
+    if !uids.is_empty() {
+        // Only the identifiers changed: no new revision, and the row still reflects whatever
+        // update it reflected.
+        let done = sqlx::query(
+            "UPDATE devices AS d SET identifiers = u.identifiers
+               FROM UNNEST($3::text[], $4::jsonb[]) AS u(uid, identifiers)
+              WHERE d.tenant_id = $1 AND d.partition = $2 AND d.uid = u.uid",
+        )
+        .bind(t)
+        .bind(partition)
+        .bind(&uids)
+        .bind(&lists)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
+        if done != uids.len() as u64 {
+            return Err(Error::Corrupt(format!(
+                "rewrote the identifiers of {done} of {} devices",
+                uids.len()
+            )));
+        }
     }
     if !outcome.identifier_repoints.is_empty() {
         let (mut types, mut values, mut to) = (Vec::new(), Vec::new(), Vec::new());

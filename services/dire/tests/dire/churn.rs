@@ -67,13 +67,13 @@ async fn five_thousand_faker_devices_under_ten_churn_cycles_stay_five_thousand_d
     app.stop().await;
 }
 
-/// The foreign key of `identifiers` is checked with a plan cached per connection. Planned while
-/// `devices` has no statistics, it can probe `devices_ip_key` and read every device of the
-/// partition per identifier (quadratic in the first batch). DIRE refreshes the statistics of
-/// `devices` inside that transaction, so the checks use the primary key: the IP index reads
-/// (nearly) nothing while thousands of identifiers are checked.
+/// The load and update statements run with plans cached per connection. Planned while the
+/// tables had no statistics (before a first large batch), they could scan `devices` or
+/// `identifiers`, or probe `devices_ip_key` for every device of the partition, per row. DIRE
+/// refreshes the statistics after that batch commits, so a re-sync of the same devices finds
+/// them by key: neither table is scanned and the IP index reads about one entry per update.
 #[tokio::test]
-async fn a_first_large_batch_checks_identifiers_by_primary_key_not_by_scanning_the_ip_index() {
+async fn a_resync_after_a_first_large_batch_finds_devices_by_key_not_by_scanning() {
     const N: usize = 12_000;
     let env = Env::new();
     // Everything is in the stream before DIRE starts, so its first round is large.
@@ -82,44 +82,80 @@ async fn a_first_large_batch_checks_identifiers_by_primary_key_not_by_scanning_t
         .await
         .unwrap();
     let t = TenantId::random();
-    let when = at(0);
-    let updates: Vec<serde_json::Value> = (0..N)
-        .map(|i| serde_json::to_value(faker::update(i, faker::ip(i), when, 0)).unwrap())
-        .collect();
-    for chunk in updates.chunks(1_500) {
+    let round = |rev: u32| -> Vec<serde_json::Value> {
+        (0..N)
+            .map(|i| {
+                serde_json::to_value(faker::update(i, faker::ip(i), at(i64::from(rev)), rev))
+                    .unwrap()
+            })
+            .collect()
+    };
+    for chunk in round(0).chunks(1_500) {
         env.publish(t, chunk).await;
     }
     let app = env.start().await;
     env.ingested().await;
     assert_eq!(env.scalar("SELECT count(*) FROM devices").await, N as i64);
-    let identifiers = env.scalar("SELECT count(*) FROM identifiers").await;
-    assert!(identifiers >= 2 * N as i64);
-    // Index statistics reach the cumulative views when DIRE's connections go idle.
-    let stat = |index: &'static str, column: &'static str| {
+    assert_eq!(
+        env.scalar("SELECT count(*) FROM identifiers").await,
+        2 * N as i64
+    );
+    // Cumulative statistics reach the views when DIRE's connections go idle.
+    let stats = || {
         let env = &env;
         async move {
-            env.scalar(&format!(
-                "SELECT COALESCE(sum({column}), 0)::bigint FROM pg_stat_user_indexes
-                  WHERE schemaname = current_schema() AND indexrelname = '{index}'"
-            ))
+            env.scalar(
+                "SELECT COALESCE(sum(n_tup_upd), 0)::bigint FROM pg_stat_user_tables
+                  WHERE schemaname = current_schema() AND relname = 'devices'",
+            )
             .await
         }
     };
-    // The checks probe the primary key or (tenant_id, uid); either is an exact lookup.
+    let tuples_read = || {
+        let env = &env;
+        async move {
+            let scanned = env
+                .scalar(
+                    "SELECT COALESCE(sum(seq_tup_read), 0)::bigint FROM pg_stat_user_tables
+                      WHERE schemaname = current_schema() AND relname IN ('devices', 'identifiers')",
+                )
+                .await;
+            let by_ip = env
+                .scalar(
+                    "SELECT COALESCE(sum(idx_tup_read), 0)::bigint FROM pg_stat_user_indexes
+                      WHERE schemaname = current_schema() AND indexrelname = 'devices_ip_key'",
+                )
+                .await;
+            (scanned, by_ip)
+        }
+    };
+    let (scanned_before, by_ip_before) = tuples_read().await;
+    // The re-sync: every device's model changed.
+    for chunk in round(1).chunks(1_500) {
+        env.publish(t, chunk).await;
+    }
+    env.ingested().await;
     eventually(
-        "the foreign key checks are counted",
+        "the re-sync's updates are counted",
         std::time::Duration::from_secs(30),
-        || async {
-            let scans = stat("devices_pkey", "idx_scan").await
-                + stat("devices_tenant_uid", "idx_scan").await;
-            (scans >= identifiers).then_some(())
-        },
+        || async { (stats().await >= N as i64).then_some(()) },
     )
     .await;
-    let read_by_ip_index = stat("devices_ip_key", "idx_tup_read").await;
+    let (scanned, by_ip) = tuples_read().await;
     assert!(
-        read_by_ip_index < N as i64,
-        "devices_ip_key read {read_by_ip_index} tuples for {identifiers} identifier checks"
+        scanned - scanned_before < N as i64,
+        "the re-sync read {} rows by scanning",
+        scanned - scanned_before
     );
+    assert!(
+        by_ip - by_ip_before < 2 * N as i64,
+        "devices_ip_key read {} tuples for {N} updates",
+        by_ip - by_ip_before
+    );
+    let models = env
+        .scalar("SELECT count(*) FROM devices WHERE model LIKE '%-1'")
+        .await;
+    assert_eq!(models, N as i64);
+    env.assert_linked().await;
     app.stop().await;
 }

@@ -143,8 +143,38 @@ impl Env {
         self.ingested().await;
     }
 
-    /// Every device row, comparable across runs (no revision or write times).
+    /// Checks what the foreign key and owner index of `identifiers` used to: every identifier
+    /// row points at an existing device whose row lists it, and every device row lists exactly
+    /// the identifier rows pointing at it (no more, none twice).
+    pub async fn assert_linked(&self) {
+        let pool = self.db.pool().await;
+        let (stray,): (Option<Value>,) = sqlx::query_as(
+            "WITH rows AS (
+                 SELECT tenant_id, partition, type, value, device_uid AS uid FROM identifiers
+             ), listed AS (
+                 SELECT d.tenant_id, d.partition, h.pair->>0 AS type, h.pair->>1 AS value, d.uid
+                   FROM devices d CROSS JOIN jsonb_array_elements(d.identifiers) AS h(pair)
+             )
+             SELECT json_agg(x) FROM (
+                 (SELECT 'row not listed' AS problem, * FROM (TABLE rows EXCEPT ALL TABLE listed) a)
+                 UNION ALL
+                 (SELECT 'listed without row', * FROM (TABLE listed EXCEPT ALL TABLE rows) b)
+             ) x",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        pool.close().await;
+        assert!(
+            stray.is_none(),
+            "identifiers and device rows disagree: {stray:?}"
+        );
+    }
+
+    /// Every device row, comparable across runs (no revision or write times), after checking
+    /// that identifier and device rows agree ([`Env::assert_linked`]).
     pub async fn snapshot(&self) -> Value {
+        self.assert_linked().await;
         let pool = self.db.pool().await;
         let (v,): (Option<Value>,) = sqlx::query_as(
             "SELECT json_agg(d ORDER BY d.tenant_id, d.partition, d.uid) FROM (

@@ -12,5 +12,6 @@ mod churn;
 mod common;
 mod consumer;
 mod faker;
+mod migrations;
 mod rules;
 mod settled;

@@ -398,3 +398,31 @@ async fn redelivered_batch_changes_nothing() {
     assert_eq!(env.scalar("SELECT count(*) FROM inventory_outbox").await, 0);
     app.stop().await;
 }
+
+/// An update that adds an identifier and changes nothing else of the row (a second MAC stated
+/// at the same time, smaller than the row's): the device's row still lists every identifier
+/// pointing at it.
+#[tokio::test]
+async fn an_identifier_learned_without_any_other_change_is_listed_on_the_device_row() {
+    let env = Env::new();
+    let app = env.start().await;
+    let t = TenantId::random();
+    let mac = |m: &str| with(armis("9", "10.0.0.9", 0), "mac", json!(m));
+    env.ingest(t, &[mac("00:1b:21:00:00:0b")]).await;
+    let before = env.devices(t).await;
+    env.ingest(t, &[mac("00:1b:21:00:00:0a")]).await;
+    // `devices` checks that the identifier rows and the device rows' lists agree.
+    let after = env.devices(t).await;
+    assert_eq!(after.len(), 1);
+    assert_eq!(after[0]["uid"], before[0]["uid"]);
+    assert_eq!(after[0]["mac"], "00:1B:21:00:00:0B");
+    assert_eq!(
+        after[0]["identifiers"],
+        json!(["armis_device_id=9", "mac=001B2100000A", "mac=001B2100000B"])
+    );
+    let listed = env
+        .scalar("SELECT jsonb_array_length(identifiers)::bigint FROM devices")
+        .await;
+    assert_eq!(listed, 3);
+    app.stop().await;
+}

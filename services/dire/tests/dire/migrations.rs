@@ -1,0 +1,103 @@
+//! Migrations applied to an inventory written by an earlier version of DIRE.
+
+use serde_json::json;
+use sr_core::TenantId;
+
+use crate::common::*;
+
+/// The last migration before device rows listed their identifiers.
+const BEFORE_LISTS: i64 = 20261206000001;
+
+/// `20261206000002_identifiers_on_devices` copies every device's identifiers onto its row and
+/// drops the foreign key and owner index of `identifiers`; DIRE then goes on from there.
+#[tokio::test]
+async fn existing_devices_get_their_identifiers_listed_on_the_row() {
+    let env = Env::new();
+    let pool = env.db.pool().await;
+    let schema = &env.db.config.schema;
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA \"{schema}\"")))
+        .execute(&pool)
+        .await
+        .unwrap();
+    sr_dire::MIGRATOR.run_to(BEFORE_LISTS, &pool).await.unwrap();
+    let t = TenantId::random();
+    let a = sr_reconcile::uid_from_seed("serviceradar-device-v3:partition:default:armis:1");
+    let b = sr_reconcile::uid_from_seed("serviceradar-device-v3:partition:default:armis:2");
+    sqlx::query(
+        "INSERT INTO devices (tenant_id, partition, uid, ip, discovery_sources, first_seen,
+                              last_seen, revision)
+         VALUES ($1, 'default', $2, '10.0.0.1', '{armis}', $4, $4, 1),
+                ($1, 'default', $3, '10.0.0.2', '{armis}', $4, $4, 2)",
+    )
+    .bind(t.as_uuid())
+    .bind(a.to_string())
+    .bind(b.to_string())
+    .bind(at(0))
+    .execute(&pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO identifiers (tenant_id, partition, type, value, device_uid)
+         VALUES ($1, 'default', 'mac', '001B21000001', $2),
+                ($1, 'default', 'armis_device_id', '1', $2),
+                ($1, 'default', 'armis_device_id', '2', $3)",
+    )
+    .bind(t.as_uuid())
+    .bind(a.to_string())
+    .bind(b.to_string())
+    .execute(&pool)
+    .await
+    .unwrap();
+
+    let app = env.start().await;
+    let listed = |uid: sr_reconcile::DeviceUid| {
+        let pool = pool.clone();
+        async move {
+            let (v,): (serde_json::Value,) =
+                sqlx::query_as("SELECT identifiers FROM devices WHERE uid = $1")
+                    .bind(uid.to_string())
+                    .fetch_one(&pool)
+                    .await
+                    .unwrap();
+            v
+        }
+    };
+    assert_eq!(
+        listed(a).await,
+        json!([["armis_device_id", "1"], ["mac", "001B21000001"]])
+    );
+    assert_eq!(listed(b).await, json!([["armis_device_id", "2"]]));
+    let foreign_keys = env
+        .scalar(
+            "SELECT count(*) FROM pg_constraint
+              WHERE conrelid = 'identifiers'::regclass AND contype = 'f'",
+        )
+        .await;
+    assert_eq!(foreign_keys, 0);
+    let owner_index = env
+        .scalar(
+            "SELECT count(*) FROM pg_indexes
+                  WHERE schemaname = current_schema() AND indexname = 'identifiers_device'",
+        )
+        .await;
+    assert_eq!(owner_index, 0);
+
+    // DIRE finds the migrated device by its identifier and lists the one it learns.
+    env.ingest(
+        t,
+        &[with(
+            armis("2", "10.0.0.2", 5),
+            "mac",
+            json!("00:1b:21:00:00:02"),
+        )],
+    )
+    .await;
+    assert_eq!(
+        listed(b).await,
+        json!([["armis_device_id", "2"], ["mac", "001B21000002"]])
+    );
+    let devices = env.devices(t).await;
+    assert_eq!(devices.len(), 2);
+    pool.close().await;
+    app.stop().await;
+}
