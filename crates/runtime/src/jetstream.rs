@@ -64,6 +64,22 @@ pub enum NatsError {
     },
 }
 
+/// Waits (at most `wait`) until the server has processed what this connection sent before,
+/// by a request it answers: the consumer's info. Call it when a service stops, after dropping
+/// its pull subscription. The unsubscribe is only written to the socket; until the server reads
+/// it, it still sees interest in the subscription's open pull request and hands it a message
+/// published meanwhile, which then waits out the ack wait before any replica gets it.
+pub async fn confirm_unsubscribed(
+    consumer: &async_nats::jetstream::consumer::PullConsumer,
+    wait: Duration,
+) {
+    match tokio::time::timeout(wait, consumer.get_info()).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => tracing::debug!(error = %e, "Cannot confirm the pull unsubscribe"),
+        Err(_) => tracing::debug!("The pull unsubscribe was not confirmed in time"),
+    }
+}
+
 /// Connects, naming the connection after the service.
 ///
 /// # Errors

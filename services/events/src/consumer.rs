@@ -208,6 +208,7 @@ impl Consumer {
             }
         }
         while tasks.join_next().await.is_some() {}
+        sr_runtime::jetstream::confirm_unsubscribed(&consumer, Duration::from_secs(2)).await;
         tracing::debug!("Events consumer stopped");
     }
 

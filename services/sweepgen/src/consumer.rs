@@ -126,6 +126,7 @@ impl Consumer {
                 }
             }
         }
+        sr_runtime::jetstream::confirm_unsubscribed(&self.consumer, Duration::from_secs(2)).await;
         tracing::debug!("Inventory consumer stopped");
     }
 

@@ -341,3 +341,23 @@ async fn a_request_while_its_partition_loads_is_told_to_retry_and_a_retry_succee
     assert!(app.metrics.compiles.get() >= 1);
     app.stop().await;
 }
+
+/// A change published while no replica runs is applied as soon as one starts again, not after
+/// the ack wait: the stopped replica's pull request is gone from the server before its stop
+/// returns.
+#[tokio::test]
+async fn a_restarted_service_applies_a_change_published_while_it_was_stopped() {
+    let env = Env::new();
+    let app = env.start().await;
+    let tenant = TenantId::random();
+    let one = |uid: &str, ip: &str| change(tenant, vec![device(uid, Some("agent-r"), &[ip], 1)]);
+    env.publish(&one("sr:r1", "10.0.2.1")).await;
+    wait_handled(&[&app], 1).await;
+    app.stop().await;
+    env.publish(&one("sr:r2", "10.0.2.2")).await;
+    let app = env.start().await;
+    wait_handled(&[&app], 1).await;
+    let reply = env.ask(tenant, "default", "agent-r", "").await;
+    assert_eq!(targets(&reply), set(&["10.0.2.1/32", "10.0.2.2/32"]));
+    app.stop().await;
+}
