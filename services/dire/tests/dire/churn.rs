@@ -101,7 +101,7 @@ async fn a_resync_after_a_first_large_batch_finds_devices_by_key_not_by_scanning
         2 * N as i64
     );
     // Cumulative statistics reach the views when DIRE's connections go idle.
-    let stats = || {
+    let rows_updated = || {
         let env = &env;
         async move {
             env.scalar(
@@ -138,7 +138,7 @@ async fn a_resync_after_a_first_large_batch_finds_devices_by_key_not_by_scanning
     eventually(
         "the re-sync's updates are counted",
         std::time::Duration::from_secs(30),
-        || async { (stats().await >= N as i64).then_some(()) },
+        || async { (rows_updated().await >= N as i64).then_some(()) },
     )
     .await;
     let (scanned, by_ip) = tuples_read().await;

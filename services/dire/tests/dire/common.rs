@@ -180,12 +180,16 @@ impl Env {
             "SELECT json_agg(d ORDER BY d.tenant_id, d.partition, d.uid) FROM (
                SELECT tenant_id, partition, uid, host(ip) AS ip, mac, hostname, name, type, vendor,
                       model, os, agent_id, discovery_sources, is_available, first_seen, last_seen,
-                      metadata, sweep_hints, stamps,
-                      (SELECT json_agg(i.type || '=' || i.value ORDER BY i.type, i.value)
-                         FROM identifiers i
-                        WHERE i.tenant_id = devices.tenant_id AND i.partition = devices.partition
-                          AND i.device_uid = devices.uid) AS identifiers
-                 FROM devices) d",
+                      metadata, sweep_hints, stamps, i.identifiers
+                 FROM devices
+                 -- Grouped once, not looked up per device: no index leads from an
+                 -- identifier's owner back to its rows.
+                 LEFT JOIN (SELECT tenant_id, partition, device_uid AS uid,
+                                   json_agg(type || '=' || value ORDER BY type, value)
+                                     AS identifiers
+                              FROM identifiers
+                             GROUP BY tenant_id, partition, device_uid) i
+                        USING (tenant_id, partition, uid)) d",
         )
         .fetch_one(&pool)
         .await
