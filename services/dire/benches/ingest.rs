@@ -1,7 +1,7 @@
 //! DIRE ingest benchmark against the real Postgres and NATS (not a test: it prints numbers).
 //!
 //! `cargo bench --workspace --bench ingest -- [--devices N] [--batch MESSAGES] [--churn N]
-//! [--cycles N] [--resyncs N] [--no-plain]`
+//! [--cycles N] [--resyncs N] [--no-plain] [--no-ahead]`
 //!
 //! 1. a plain bulk insert of N faker-shaped devices (and their identifiers) into the DIRE tables
 //!    of a scratch schema, with the same statements and transaction size DIRE uses;
@@ -42,6 +42,7 @@ struct Args {
     cycles: usize,
     plain: bool,
     resyncs: usize,
+    ahead: bool,
 }
 
 fn args() -> Args {
@@ -52,6 +53,7 @@ fn args() -> Args {
         cycles: 10,
         plain: true,
         resyncs: 1,
+        ahead: true,
     };
     let argv: Vec<String> = std::env::args().collect();
     let mut i = 1;
@@ -68,6 +70,11 @@ fn args() -> Args {
             "--resyncs" => a.resyncs = value().expect("--resyncs N"),
             "--no-plain" => {
                 a.plain = false;
+                i += 1;
+                continue;
+            }
+            "--no-ahead" => {
+                a.ahead = false;
                 i += 1;
                 continue;
             }
@@ -225,6 +232,7 @@ async fn main() {
     config.api.token = "bench".into();
     config.consumer.batch_size = a.batch;
     config.consumer.max_bytes = 64 * 1024 * 1024;
+    config.reconcile.decide_ahead = a.ahead;
     let subjects = nats.config.subjects();
     let client = nats.client().await;
     let js = async_nats::jetstream::new(client);
@@ -278,6 +286,13 @@ async fn main() {
         "  (peak RSS {rss_after_plain:.0} MiB after the plain insert, {:.0} MiB after the initial ingest)",
         peak_rss_mib()
     );
+    println!(
+        "  (groups ahead: {} decided, {} planned, {} stale, {} found stored devices)",
+        app.metrics.speculations_with("decided"),
+        app.metrics.speculations_with("planned"),
+        app.metrics.speculations_with("stale"),
+        app.metrics.speculations_with("found"),
+    );
     let started = Instant::now();
     let outbox_pending = || async {
         let pool = db.pool().await;
@@ -320,12 +335,13 @@ async fn main() {
         drained(&js, &subjects.devices_stream()).await;
         let resync = started.elapsed();
         println!(
-            "re-sync (5% changed): {:>9} devices in {:>7.2} s = {:>9.0} devices/s (updated {}, unchanged {})",
+            "re-sync (5% changed): {:>9} devices in {:>7.2} s = {:>9.0} devices/s (updated {}, unchanged {}; planned ahead {})",
             a.devices,
             resync.as_secs_f64(),
             rate(a.devices, resync),
             running.metrics.devices_with("updated"),
             running.metrics.devices_with("unchanged"),
+            running.metrics.speculations_with("planned"),
         );
         app = Some(running);
     }

@@ -131,6 +131,11 @@ pub struct ReconcileSettings {
     /// keys would pass it, and every scope at 0, has its lookups go to Postgres. Only used with
     /// `skip_settled`.
     pub key_filter_max_keys: usize,
+    /// While a group of updates is written, decide the next pulled batch's group of the same
+    /// scope, from what this replica remembers of the scope; the decision is used only if
+    /// nobody else wrote the scope meanwhile (see docs/architecture.md). Only used with
+    /// `skip_settled`.
+    pub decide_ahead: bool,
 }
 
 impl Default for ReconcileSettings {
@@ -139,6 +144,7 @@ impl Default for ReconcileSettings {
             last_seen_precision_secs: 900,
             skip_settled: true,
             key_filter_max_keys: 8_000_000,
+            decide_ahead: true,
         }
     }
 }

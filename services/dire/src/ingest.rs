@@ -22,9 +22,9 @@ use futures::StreamExt as _;
 use sqlx::PgPool;
 use sr_core::{Subjects, TenantId};
 use sr_reconcile::{
-    Claim, Key, KeyFilter, KnownState, Memo, Observation, Outcome, ReconcileConfig, claim,
-    decode_updates, demote_touched, plan_skips_claims, reconcile, required_lookups,
-    required_lookups_claimed, settled_by,
+    Claim, ContentDigest, DeviceUid, Key, KeyFilter, KnownState, Lookups, Memo, Observation,
+    Outcome, ReconcileConfig, Settled, claim, decode_updates, demote_touched, plan_skips_claims,
+    reconcile, required_lookups, required_lookups_claimed, settled_by,
 };
 use sr_runtime::jetstream::headers;
 use tokio::sync::Notify;
@@ -57,6 +57,8 @@ pub struct Ingest {
     pub analyze: Arc<std::sync::Mutex<Growth>>,
     /// Skip updates that settled devices already reflect (`reconcile.skip_settled`).
     pub skip_settled: bool,
+    /// Decide a scope's next group while one is written (`reconcile.decide_ahead`).
+    pub decide_ahead: bool,
     /// Keys the scopes' [`KeyFilter`]s may hold together (`reconcile.key_filter_max_keys`).
     pub key_filters: KeyBudget,
     /// Settled devices per (tenant, partition) scope.
@@ -219,10 +221,94 @@ enum Fate {
 
 struct Group {
     tenant: TenantId,
-    updates: Vec<Observation>,
-    /// What skipping needs of the updates (empty when settled devices are not skipped).
-    skip: SkipKeys,
+    updates: Arc<GroupUpdates>,
     members: Vec<usize>,
+    /// Its decision, taken while the group before it in the scope was written.
+    speculation: Option<Speculation>,
+}
+
+/// The updates of one (tenant, partition) group, with what skipping needs of them; shared
+/// with the thread that decides them ahead ([`Speculation`]).
+#[derive(Default)]
+pub struct GroupUpdates {
+    updates: Vec<Observation>,
+    /// Empty when settled devices are not skipped.
+    skip: SkipKeys,
+}
+
+/// What a group's transaction decided: which updates were skipped, the stored state the rest
+/// were reconciled against, the outcome, and the devices it leaves settled.
+struct Decision {
+    skip: Vec<bool>,
+    state: KnownState,
+    outcome: Outcome,
+    settled: Vec<(DeviceUid, Settled)>,
+    /// Lookup keys the scope's filter left out.
+    left_out: usize,
+}
+
+/// What was decided of a group ahead of its transaction, from the scope's memo and key filter
+/// as this replica's previous transaction there left them. The transaction uses it only when
+/// the scope's epoch, read under the scope lock, is still `epoch`: nobody wrote the scope
+/// since, so the memo and filter are the ones the transaction would use itself.
+pub struct Speculation {
+    epoch: i64,
+    progress: Progress,
+}
+
+/// How far a group was decided ahead.
+enum Progress {
+    /// Decided, assuming that no stored device holds the keys in `absent`: the lookup keys the
+    /// scope's filter could not rule out, when it ruled out more than it kept (a group of
+    /// mostly new devices; the rest are the filter's false positives). Used only if looking
+    /// `absent` up finds nothing: then it is the decision the transaction would take.
+    Decided {
+        absent: Lookups,
+        decision: Box<Decision>,
+    },
+    /// Only the updates to skip and the stored state to look up first: the group's devices are
+    /// mostly stored ones, so their rows must be loaded under the scope lock.
+    Planned {
+        skip: Vec<bool>,
+        lookups: Lookups,
+        left_out: usize,
+    },
+}
+
+/// A group decided ahead by [`Ingest::apply_group_ahead`].
+pub struct Speculated {
+    updates: Arc<GroupUpdates>,
+    speculation: Speculation,
+}
+
+/// The batch pulled after the one being processed, once ready: the group of it whose scope is
+/// being written is decided meanwhile, on another thread ([`Speculation`]).
+#[derive(Default)]
+pub struct Ahead {
+    fetch: Option<Fetch>,
+    ready: Option<Prepared>,
+}
+
+/// A pull of the next batch and its preparation, in progress.
+pub type Fetch = tokio::task::JoinHandle<Result<Option<Prepared>, async_nats::Error>>;
+
+impl Ahead {
+    /// Waits for the fetch in progress, if any, and keeps the batch it prepared. Cancel-safe:
+    /// dropped before the fetch ends, it leaves the fetch in place.
+    async fn wait(&mut self) {
+        let Some(fetch) = self.fetch.as_mut() else {
+            return;
+        };
+        let fetched = fetch.await;
+        self.fetch = None;
+        match fetched {
+            Ok(Ok(next)) => self.ready = next,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "Pull from the devices stream failed; retrying");
+            }
+            Err(e) => tracing::error!(error = %e, "Preparing a pulled batch failed"),
+        }
+    }
 }
 
 /// What skipping settled devices needs of a group's updates, computed with its decoding: their
@@ -332,7 +418,7 @@ impl Ingest {
     #[must_use]
     pub fn prepare(&self, msgs: Vec<jetstream::Message>) -> Prepared {
         let mut poison = Vec::new();
-        let mut groups: BTreeMap<(TenantId, String), Group> = BTreeMap::new();
+        let mut groups: BTreeMap<(TenantId, String), (GroupUpdates, Vec<usize>)> = BTreeMap::new();
         for (i, msg) in msgs.iter().enumerate() {
             match self.decode(msg) {
                 Decoded::Poison { tenant, reason } => poison.push((i, tenant, reason)),
@@ -343,21 +429,28 @@ impl Ingest {
                 } => {
                     self.metrics.updates_rejected.inc_by(rejected as u64);
                     for (partition, updates) in by_partition {
-                        let g = groups.entry((tenant, partition)).or_insert_with(|| Group {
-                            tenant,
-                            updates: Vec::new(),
-                            skip: SkipKeys::default(),
-                            members: Vec::new(),
-                        });
+                        let (g, members) = groups.entry((tenant, partition)).or_default();
                         if self.skip_settled {
                             g.skip.extend(&updates);
                         }
                         g.updates.extend(updates);
-                        g.members.push(i);
+                        members.push(i);
                     }
                 }
             }
         }
+        let groups = groups
+            .into_iter()
+            .map(|(key, (updates, members))| {
+                let group = Group {
+                    tenant: key.0,
+                    updates: Arc::new(updates),
+                    members,
+                    speculation: None,
+                };
+                (key, group)
+            })
+            .collect();
         Prepared {
             msgs,
             poison,
@@ -368,11 +461,13 @@ impl Ingest {
     /// Processes one pulled batch to the end: every message is acked, nak'd or terminated.
     pub async fn process(&self, msgs: Vec<jetstream::Message>) {
         let prepared = self.prepare(msgs);
-        self.process_prepared(prepared).await;
+        self.process_prepared(prepared, &mut Ahead::default()).await;
     }
 
-    /// Processes a prepared batch to the end (see [`Ingest::process`]).
-    pub async fn process_prepared(&self, prepared: Prepared) {
+    /// Processes a prepared batch to the end (see [`Ingest::process`]). While a group is
+    /// written, the group of the same scope in the batch `ahead`, if it is ready, is decided
+    /// ([`Speculation`]).
+    pub async fn process_prepared(&self, prepared: Prepared, ahead: &mut Ahead) {
         let started = Instant::now();
         let Prepared {
             msgs,
@@ -389,12 +484,19 @@ impl Ingest {
             let Group {
                 tenant,
                 updates,
-                skip,
                 members,
+                speculation,
             } = group;
             let first = members.first().copied().unwrap_or_default();
             let result = self
-                .apply_traced(tenant, &partition, &updates, skip, &msgs[first])
+                .apply_traced(
+                    tenant,
+                    &partition,
+                    &updates,
+                    speculation,
+                    Some(&mut *ahead),
+                    &msgs[first],
+                )
                 .await;
             let Err(e) = result else {
                 spent.push(updates);
@@ -424,10 +526,10 @@ impl Ingest {
                 else {
                     continue;
                 };
-                let updates = by_partition.remove(&partition).unwrap_or_default();
-                let keys = self.keys_of(&updates);
+                let updates =
+                    self.group_updates(by_partition.remove(&partition).unwrap_or_default());
                 let fate = match self
-                    .apply_traced(tenant, &partition, &updates, keys, &msgs[i])
+                    .apply_traced(tenant, &partition, &updates, None, None, &msgs[i])
                     .await
                 {
                     Ok(()) => Fate::Ack,
@@ -521,27 +623,28 @@ impl Ingest {
         Fate::Done
     }
 
-    /// What skipping needs of `updates` when settled devices are skipped, else nothing.
-    fn keys_of(&self, updates: &[Observation]) -> SkipKeys {
-        let mut keys = SkipKeys::default();
+    /// A group of `updates`, with what skipping needs of them when settled devices are skipped.
+    fn group_updates(&self, updates: Vec<Observation>) -> Arc<GroupUpdates> {
+        let mut skip = SkipKeys::default();
         if self.skip_settled {
-            keys.extend(updates);
+            skip.extend(&updates);
         }
-        keys
+        Arc::new(GroupUpdates { updates, skip })
     }
 
     async fn apply_traced(
         &self,
         tenant: TenantId,
         partition: &str,
-        updates: &[Observation],
-        keys: SkipKeys,
+        group: &Arc<GroupUpdates>,
+        speculation: Option<Speculation>,
+        ahead: Option<&mut Ahead>,
         parent: &jetstream::Message,
     ) -> Result<()> {
-        let span = tracing::info_span!("dire.reconcile", tenant_id = %tenant, partition, updates = updates.len());
+        let span = tracing::info_span!("dire.reconcile", tenant_id = %tenant, partition, updates = group.updates.len());
         sr_runtime::telemetry::set_parent_from_nats(&span, parent.headers.as_ref());
         let report = self
-            .apply_keyed(tenant, partition, updates, keys)
+            .apply_keyed(tenant, partition, group, speculation, ahead)
             .instrument(span)
             .await?;
         let m = &self.metrics;
@@ -567,89 +670,188 @@ impl Ingest {
         partition: &str,
         updates: &[Observation],
     ) -> Result<GroupReport> {
-        let keys = self.keys_of(updates);
-        self.apply_keyed(tenant, partition, updates, keys).await
+        let group = self.group_updates(updates.to_vec());
+        self.apply_keyed(tenant, partition, &group, None, None)
+            .await
     }
 
-    /// [`Ingest::apply_group`] with the updates' keys ([`Ingest::keys_of`]) already computed.
-    async fn apply_keyed(
+    /// [`Ingest::apply_group`], deciding the scope's next group, `next`, while this one is
+    /// written, as the consumer does with the batch it pulled ahead. Returns the decision taken
+    /// ahead, if one could be (see [`Speculation`]); [`Ingest::apply_speculated`] applies it.
+    ///
+    /// # Errors
+    /// As [`Ingest::apply_group`].
+    pub async fn apply_group_ahead(
         &self,
         tenant: TenantId,
         partition: &str,
         updates: &[Observation],
-        skip_keys: SkipKeys,
+        next: &[Observation],
+    ) -> Result<(GroupReport, Option<Speculated>)> {
+        let group = self.group_updates(updates.to_vec());
+        let next = Group {
+            tenant,
+            updates: self.group_updates(next.to_vec()),
+            members: Vec::new(),
+            speculation: None,
+        };
+        let key = (tenant, partition.to_owned());
+        let mut ahead = Ahead {
+            fetch: None,
+            ready: Some(Prepared {
+                msgs: Vec::new(),
+                poison: Vec::new(),
+                groups: BTreeMap::from([(key.clone(), next)]),
+            }),
+        };
+        let report = self
+            .apply_keyed(tenant, partition, &group, None, Some(&mut ahead))
+            .await?;
+        let speculated = ahead
+            .ready
+            .and_then(|mut p| p.groups.remove(&key))
+            .and_then(|g| {
+                let speculation = g.speculation?;
+                Some(Speculated {
+                    updates: g.updates,
+                    speculation,
+                })
+            });
+        Ok((report, speculated))
+    }
+
+    /// Applies the group a decision was taken ahead for ([`Ingest::apply_group_ahead`]), with
+    /// that decision while the scope is as it was left then.
+    ///
+    /// # Errors
+    /// As [`Ingest::apply_group`].
+    pub async fn apply_speculated(
+        &self,
+        tenant: TenantId,
+        partition: &str,
+        speculated: Speculated,
     ) -> Result<GroupReport> {
-        if updates.is_empty() {
+        let Speculated {
+            updates,
+            speculation,
+        } = speculated;
+        self.apply_keyed(tenant, partition, &updates, Some(speculation), None)
+            .await
+    }
+
+    /// [`Ingest::apply_group`] of a prepared group, with its decision taken ahead if any; while
+    /// it is written, the scope's group in the batch `ahead` is decided or planned.
+    async fn apply_keyed(
+        &self,
+        tenant: TenantId,
+        partition: &str,
+        group: &GroupUpdates,
+        speculation: Option<Speculation>,
+        ahead: Option<&mut Ahead>,
+    ) -> Result<GroupReport> {
+        if group.updates.is_empty() {
             return Ok(GroupReport::default());
         }
-        let SkipKeys { keys, claims } = skip_keys;
         debug_assert_eq!(
-            keys.len(),
-            if self.skip_settled { updates.len() } else { 0 }
+            group.skip.keys.len(),
+            if self.skip_settled {
+                group.updates.len()
+            } else {
+                0
+            }
         );
         let mut tx = self.pool.begin().await?;
         store::lock_scope(&mut tx, tenant, partition).await?;
         // The scope's memo is taken out while the transaction runs and put back only after a
         // commit: a failure anywhere forgets it (it is loaded again on the next use).
         let mut scope = if self.skip_settled {
-            Some(self.scope_memo(&mut tx, tenant, partition, &keys).await?)
+            Some(
+                self.scope_memo(&mut tx, tenant, partition, &group.skip.keys)
+                    .await?,
+            )
         } else {
             None
         };
-        let mut skip = match &scope {
-            Some(scope) => {
-                let times: Vec<DateTime<Utc>> = updates.iter().map(|o| o.timestamp).collect();
-                plan_skips_claims(&claims, &scope.memo.covers_all(&keys, &times))
+        let epoch = scope.as_ref().map(|s| s.epoch);
+        let mut planned = None;
+        let decided = match speculation {
+            Some(s) if Some(s.epoch) == epoch => match s.progress {
+                Progress::Decided { absent, decision } => {
+                    let found = !absent.is_empty()
+                        && store::load_state(&mut tx, tenant, partition, &absent).await?
+                            != KnownState::new(partition);
+                    self.metrics
+                        .speculated(if found { "found" } else { "decided" });
+                    (!found).then_some(*decision)
+                }
+                Progress::Planned {
+                    skip,
+                    lookups,
+                    left_out,
+                } => {
+                    self.metrics.speculated("planned");
+                    planned = Some((skip, lookups, left_out));
+                    None
+                }
+            },
+            Some(_) => {
+                self.metrics.speculated("stale");
+                None
             }
-            None => vec![false; updates.len()],
+            None => None,
         };
-        let (rest, state, outcome) = loop {
-            let rest: Cow<'_, [Observation]> = if skip.contains(&true) {
-                Cow::Owned(not_skipped(updates, &skip).cloned().collect())
-            } else {
-                Cow::Borrowed(updates)
-            };
-            let mut lookups = if keys.is_empty() {
-                required_lookups(&rest)
-            } else {
-                required_lookups_claimed(not_skipped(&claims, &skip), not_skipped(&keys, &skip))
-            };
-            let filter = scope
-                .as_ref()
-                .and_then(|s| s.keys.as_ref())
-                .map(|k| &k.filter);
-            if let Some(filter) = filter {
-                let left_out = filter.narrow(&mut lookups);
-                self.metrics.lookup_keys_skipped.inc_by(left_out as u64);
+        let decision = match decided {
+            Some(decision) => decision,
+            None => {
+                let (mut skip, mut first, mut left_out) = match planned {
+                    Some((skip, lookups, left_out)) => (skip, Some(lookups), left_out),
+                    None => (first_skips(scope.as_ref(), group), None, 0),
+                };
+                loop {
+                    let lookups = match first.take() {
+                        Some(lookups) => lookups,
+                        None => {
+                            let (lookups, narrowed) = lookups(scope.as_ref(), group, &skip);
+                            left_out += narrowed;
+                            lookups
+                        }
+                    };
+                    // Nothing left to look up: none of the updates' devices is stored yet.
+                    let state = if lookups.is_empty() {
+                        KnownState::new(partition)
+                    } else {
+                        store::load_state(&mut tx, tenant, partition, &lookups).await?
+                    };
+                    if let Some(d) =
+                        decide(scope.as_ref(), group, &mut skip, state, &self.reconcile)?
+                    {
+                        break Decision { left_out, ..d };
+                    }
+                }
             }
-            // Nothing left to look up: none of the updates' devices is stored yet.
-            let state = if lookups.is_empty() {
-                KnownState::new(partition)
-            } else {
-                store::load_state(&mut tx, tenant, partition, &lookups).await?
-            };
-            let outcome = reconcile(&state, &rest, &self.reconcile).map_err(Error::from)?;
-            // A device the other updates touched is not settled any more: reconcile its
-            // skipped update with them, from the same stored state.
-            if !keys.is_empty() && demote_touched(&mut skip, &keys, &outcome) {
-                continue;
-            }
-            break (rest, state, outcome);
         };
+        let Decision {
+            skip,
+            state,
+            outcome,
+            settled,
+            left_out,
+        } = decision;
+        self.metrics.lookup_keys_skipped.inc_by(left_out as u64);
         let skipped = skip.iter().filter(|s| **s).count();
-        let settled = if scope.is_some() {
-            let rest_keys: Vec<Key> = not_skipped(&keys, &skip).copied().collect();
-            settled_by(&state, &rest, &rest_keys, &outcome, &self.reconcile)
-        } else {
-            Vec::new()
-        };
         let mut report = GroupReport::of(&outcome);
         report.unchanged += skipped;
         self.metrics.updates_skipped.inc_by(skipped as u64);
+        let digests: HashMap<_, _> = settled.iter().map(|(uid, s)| (*uid, s.digest)).collect();
+        // The memo learns the outcome before the commit, for the next group's decision taken
+        // meanwhile; it is put back only once the commit succeeds.
+        if let Some(scope) = &mut scope {
+            scope.memo.record(&outcome, settled);
+            self.record_keys(tenant, partition, scope, &outcome);
+        }
         if !outcome.has_writes() {
             tx.commit().await?;
-            if let Some(mut scope) = scope.take() {
-                scope.memo.record(&outcome, settled);
+            if let Some(scope) = scope {
                 self.put_scope_memo(tenant, partition, scope);
             }
             return Ok(report);
@@ -662,40 +864,56 @@ impl Ingest {
             .lock()
             .map(|mut g| g.add(inserted))
             .unwrap_or(false);
-        let digests: HashMap<_, _> = settled.iter().map(|(uid, s)| (*uid, s.digest)).collect();
-        // Nothing may be left pointing at a device the outcome deletes.
-        let stranded = outcome.deletes.iter().find_map(|uid| {
-            state
-                .held_by(uid)
-                .find(|id| !outcome.identifier_repoints.contains_key(*id))
-                .map(|id| (uid, id))
-        });
-        if let Some((uid, id)) = stranded {
-            return Err(Error::Corrupt(format!(
-                "merging {uid} away would strand its identifier {id}"
-            )));
+        let key = (tenant, partition.to_owned());
+        let mut ahead =
+            ahead.filter(|_| self.decide_ahead && scope.as_ref().is_some_and(|s| s.complete));
+        let write = self.write_decision(tx, tenant, partition, &state, &outcome, &digests);
+        tokio::pin!(write);
+        // The next batch's group of this scope is decided (or planned) while the write runs, as
+        // soon as that batch is pulled and prepared (unless the write ends first).
+        let mut job = None;
+        let written = loop {
+            let Some(next) = ahead.as_deref_mut() else {
+                break (&mut write).await;
+            };
+            if next.ready.is_none() && next.fetch.is_some() {
+                tokio::select! {
+                    w = &mut write => break w,
+                    () = next.wait() => continue,
+                }
+            }
+            let group = next.ready.as_ref().and_then(|p| p.groups.get(&key));
+            if let (Some(group), Some(scope)) = (group, scope.take()) {
+                let (updates, cfg) = (group.updates.clone(), self.reconcile);
+                let partition = partition.to_owned();
+                job = Some(tokio::task::spawn_blocking(move || {
+                    let decision = speculate(&partition, &scope, &updates, &cfg);
+                    (scope, decision)
+                }));
+            }
+            break (&mut write).await;
+        };
+        if let Some(job) = job {
+            match job.await {
+                Ok((decided, decision)) => {
+                    scope = Some(decided);
+                    let next = ahead
+                        .and_then(|a| a.ready.as_mut())
+                        .and_then(|p| p.groups.get_mut(&key));
+                    if let (Ok(epoch), Some(ahead), Some(next)) = (&written, decision, next) {
+                        next.speculation = Some(Speculation {
+                            epoch: *epoch,
+                            progress: ahead,
+                        });
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, "Deciding the next group ahead panicked"),
+            }
         }
-        let held = state.held_after(&outcome);
-        let written =
-            store::write_outcome(&mut tx, tenant, partition, &outcome, &digests, &held).await?;
-        drop(held);
-        drop(state);
-        let changes = inventory::device_changes(partition, &outcome, &written);
-        let messages =
-            inventory::outbox_messages(tenant, changes, self.outbox.max_devices_per_message)?;
-        let traceparent = current_traceparent();
-        store::enqueue_inventory(&mut tx, tenant, &messages, traceparent.as_deref()).await?;
-        let now = Utc::now();
-        let mut events = inventory::merge_events(tenant, partition, &outcome, now);
-        events.extend(inventory::churn_event(tenant, partition, &outcome, now));
-        store::enqueue_events(&mut tx, tenant, EVENT_KIND, &events).await?;
-        let epoch = store::bump_epoch(&mut tx, tenant, partition).await?;
-        tx.commit().await?;
+        let epoch = written?;
         self.outbox_notify.notify_one();
-        if let Some(mut scope) = scope.take() {
+        if let Some(mut scope) = scope {
             scope.epoch = epoch;
-            scope.memo.record(&outcome, settled);
-            self.record_keys(tenant, partition, &mut scope, &outcome);
             self.put_scope_memo(tenant, partition, scope);
         }
         if analyze {
@@ -708,6 +926,48 @@ impl Ingest {
             }
         }
         Ok(report)
+    }
+
+    /// Writes a decided outcome with the identifiers each device then holds, its inventory
+    /// changes and events (outbox rows) and the scope's new epoch, and commits; returns the
+    /// epoch.
+    async fn write_decision(
+        &self,
+        mut tx: sqlx::Transaction<'static, sqlx::Postgres>,
+        tenant: TenantId,
+        partition: &str,
+        state: &KnownState,
+        outcome: &Outcome,
+        digests: &HashMap<DeviceUid, ContentDigest>,
+    ) -> Result<i64> {
+        // Nothing may be left pointing at a device the outcome deletes.
+        let stranded = outcome.deletes.iter().find_map(|uid| {
+            state
+                .held_by(uid)
+                .find(|id| !outcome.identifier_repoints.contains_key(*id))
+                .map(|id| (uid, id))
+        });
+        if let Some((uid, id)) = stranded {
+            return Err(Error::Corrupt(format!(
+                "merging {uid} away would strand its identifier {id}"
+            )));
+        }
+        let held = state.held_after(outcome);
+        let written =
+            store::write_outcome(&mut tx, tenant, partition, outcome, digests, &held).await?;
+        drop(held);
+        let changes = inventory::device_changes(partition, outcome, &written);
+        let messages =
+            inventory::outbox_messages(tenant, changes, self.outbox.max_devices_per_message)?;
+        let traceparent = current_traceparent();
+        store::enqueue_inventory(&mut tx, tenant, &messages, traceparent.as_deref()).await?;
+        let now = Utc::now();
+        let mut events = inventory::merge_events(tenant, partition, outcome, now);
+        events.extend(inventory::churn_event(tenant, partition, outcome, now));
+        store::enqueue_events(&mut tx, tenant, EVENT_KIND, &events).await?;
+        let epoch = store::bump_epoch(&mut tx, tenant, partition).await?;
+        tx.commit().await?;
+        Ok(epoch)
     }
 
     /// The scope's memo, valid for this transaction (the scope lock is held): the remembered
@@ -832,6 +1092,112 @@ fn not_skipped<'a, T>(items: &'a [T], skip: &'a [bool]) -> impl Iterator<Item = 
         .map(|(item, _)| item)
 }
 
+/// Which of a group's updates the scope's memo lets skip, before anything is looked up.
+fn first_skips(scope: Option<&ScopeMemo>, group: &GroupUpdates) -> Vec<bool> {
+    match scope {
+        Some(scope) => {
+            let times: Vec<DateTime<Utc>> = group.updates.iter().map(|o| o.timestamp).collect();
+            let covered = scope.memo.covers_all(&group.skip.keys, &times);
+            plan_skips_claims(&group.skip.claims, &covered)
+        }
+        None => vec![false; group.updates.len()],
+    }
+}
+
+/// The stored state the updates not skipped need, less the keys the scope's filter knows no
+/// stored device holds; and how many keys that left out.
+fn lookups(scope: Option<&ScopeMemo>, group: &GroupUpdates, skip: &[bool]) -> (Lookups, usize) {
+    let keys = &group.skip.keys;
+    let mut lookups = if keys.is_empty() {
+        required_lookups(&group.updates)
+    } else {
+        required_lookups_claimed(
+            not_skipped(&group.skip.claims, skip),
+            not_skipped(keys, skip),
+        )
+    };
+    let left_out = scope
+        .and_then(|s| s.keys.as_ref())
+        .map_or(0, |k| k.filter.narrow(&mut lookups));
+    (lookups, left_out)
+}
+
+/// Reconciles the updates not skipped against `state`, the stored state their lookups found.
+/// `None` when the outcome touched a device whose update was skipped: that update is not
+/// skipped any more, and it is reconciled with the others after looking up again.
+fn decide(
+    scope: Option<&ScopeMemo>,
+    group: &GroupUpdates,
+    skip: &mut [bool],
+    state: KnownState,
+    cfg: &ReconcileConfig,
+) -> Result<Option<Decision>> {
+    let updates = &group.updates;
+    let keys = &group.skip.keys;
+    let rest: Cow<'_, [Observation]> = if skip.contains(&true) {
+        Cow::Owned(not_skipped(updates, skip).cloned().collect())
+    } else {
+        Cow::Borrowed(updates)
+    };
+    let outcome = reconcile(&state, &rest, cfg).map_err(Error::from)?;
+    if !keys.is_empty() && demote_touched(skip, keys, &outcome) {
+        return Ok(None);
+    }
+    let settled = if scope.is_some() {
+        let rest_keys: Vec<Key> = not_skipped(keys, skip).copied().collect();
+        settled_by(&state, &rest, &rest_keys, &outcome, cfg)
+    } else {
+        Vec::new()
+    };
+    Ok(Some(Decision {
+        skip: skip.to_vec(),
+        state,
+        outcome,
+        settled,
+        left_out: 0,
+    }))
+}
+
+/// Decides a group from the scope's memo and key filter alone (see [`Speculation`]): whole
+/// when the filter rules out more of its lookup keys than it keeps, else up to the first
+/// lookup. `None` when reconciling fails (the transaction then decides, and reports, itself).
+fn speculate(
+    partition: &str,
+    scope: &ScopeMemo,
+    group: &GroupUpdates,
+    cfg: &ReconcileConfig,
+) -> Option<Progress> {
+    let mut skip = first_skips(Some(scope), group);
+    let mut left_out = 0;
+    let mut absent = Lookups::default();
+    loop {
+        let (lookups, narrowed) = lookups(Some(scope), group, &skip);
+        left_out += narrowed;
+        if lookups.len() >= narrowed.max(1) {
+            // Decided ahead on the assumption that no stored device holds `absent`: looking
+            // up `lookups` first would not give the transaction's decision.
+            if !absent.is_empty() {
+                return None;
+            }
+            return Some(Progress::Planned {
+                skip,
+                lookups,
+                left_out,
+            });
+        }
+        absent.identifiers.extend(lookups.identifiers);
+        absent.ips.extend(lookups.ips);
+        absent.uids.extend(lookups.uids);
+        let state = KnownState::new(partition);
+        if let Some(d) = decide(Some(scope), group, &mut skip, state, cfg).ok()? {
+            return Some(Progress::Decided {
+                absent,
+                decision: Box::new(Decision { left_out, ..d }),
+            });
+        }
+    }
+}
+
 fn current_traceparent() -> Option<String> {
     let mut h = async_nats::HeaderMap::new();
     sr_runtime::telemetry::inject_nats(&mut h);
@@ -901,64 +1267,80 @@ async fn fetch(
 
 /// Runs the consumer until `token` is cancelled.
 ///
-/// Two rounds overlap: while one batch is reconciled and written, the next one is pulled and
-/// prepared ([`Ingest::prepare`]) on another thread; it is processed only after the first is
-/// settled, so the messages are still processed in order. A batch in progress is finished
-/// (committed and settled) before returning; the fetch ahead of it is awaited (a pull waits at
-/// most `idle_wait_ms`) and what it pulled is given back: nak'd without delay, so that it is
-/// redelivered at once to any consumer of the stream, not after the ack wait.
+/// Rounds overlap: while one batch is reconciled and written, the next one is pulled and
+/// prepared ([`Ingest::prepare`]) on another thread, and while a group is written, the next
+/// batch's group of the same scope is decided ([`Speculation`]). A batch is processed only
+/// after the one before it is settled, so the messages are still processed in order. A batch
+/// in progress is finished (committed and settled) before returning; a batch pulled ahead is
+/// given back (the fetch still running is awaited first; a pull waits at most
+/// `idle_wait_ms`): nak'd without delay, so that it is redelivered at once to any consumer of
+/// the stream, not after the ack wait.
 pub async fn run(ingest: Arc<Ingest>, consumer: PullConsumer, token: CancellationToken) {
-    // The fetch started while the previous batch was processed, if any. Taken at the top of
-    // every turn, so the only fetch left at shutdown is `next`, given back there.
-    let mut ahead = None;
+    let mut ahead = Ahead::default();
+    let start = |ingest: &Arc<Ingest>| tokio::spawn(fetch(ingest.clone(), consumer.clone()));
     loop {
-        let mut next = ahead
-            .take()
-            .unwrap_or_else(|| tokio::spawn(fetch(ingest.clone(), consumer.clone())));
-        let fetched = tokio::select! {
-            () = token.cancelled() => {
-                give_back(next, &ingest.consumer).await;
-                break;
+        if token.is_cancelled() {
+            if let Some(prepared) = ahead.ready.take() {
+                give_back_prepared(&prepared).await;
             }
-            r = &mut next => r,
-        };
-        match fetched {
-            Ok(Ok(None)) => {}
-            Ok(Ok(Some(prepared))) => {
-                ahead = Some(tokio::spawn(fetch(ingest.clone(), consumer.clone())));
-                ingest.process_prepared(prepared).await;
+            if let Some(fetch) = ahead.fetch.take() {
+                give_back(fetch, &ingest.consumer).await;
             }
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, "Pull from the devices stream failed; retrying");
-                tokio::select! {
-                    () = token.cancelled() => break,
-                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
+            break;
+        }
+        let prepared = match ahead.ready.take() {
+            Some(prepared) => prepared,
+            None => {
+                let mut next = ahead.fetch.take().unwrap_or_else(|| start(&ingest));
+                let fetched = tokio::select! {
+                    () = token.cancelled() => {
+                        give_back(next, &ingest.consumer).await;
+                        break;
+                    }
+                    r = &mut next => r,
+                };
+                match fetched {
+                    Ok(Ok(Some(prepared))) => prepared,
+                    Ok(Ok(None)) => continue,
+                    Ok(Err(e)) => {
+                        tracing::warn!(error = %e, "Pull from the devices stream failed; retrying");
+                        tokio::select! {
+                            () = token.cancelled() => {}
+                            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        }
+                        continue;
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "Preparing a pulled batch failed");
+                        continue;
+                    }
                 }
             }
-            Err(e) => tracing::error!(error = %e, "Preparing a pulled batch failed"),
+        };
+        ahead.fetch = Some(start(&ingest));
+        ingest.process_prepared(prepared, &mut ahead).await;
+    }
+}
+
+/// Gives back a batch pulled ahead at shutdown: its messages are nak'd without delay.
+async fn give_back_prepared(prepared: &Prepared) {
+    for msg in &prepared.msgs {
+        if let Err(e) = msg.ack_with(AckKind::Nak(None)).await {
+            tracing::warn!(error = %e, "Cannot give back a message pulled ahead");
         }
     }
+    tracing::debug!(
+        messages = prepared.msgs.len(),
+        "Gave back a batch pulled ahead"
+    );
 }
 
 /// Ends a fetch at shutdown: what it pulled is nak'd without delay. A fetch that does not end
 /// within `idle_wait_ms` and five seconds more is abandoned.
-async fn give_back(
-    mut next: tokio::task::JoinHandle<Result<Option<Prepared>, async_nats::Error>>,
-    cfg: &ConsumerConfig,
-) {
+async fn give_back(mut next: Fetch, cfg: &ConsumerConfig) {
     let limit = Duration::from_millis(cfg.idle_wait_ms) + Duration::from_secs(5);
     match tokio::time::timeout(limit, &mut next).await {
-        Ok(Ok(Ok(Some(prepared)))) => {
-            for msg in &prepared.msgs {
-                if let Err(e) = msg.ack_with(AckKind::Nak(None)).await {
-                    tracing::warn!(error = %e, "Cannot give back a message pulled ahead");
-                }
-            }
-            tracing::debug!(
-                messages = prepared.msgs.len(),
-                "Gave back a batch pulled ahead"
-            );
-        }
+        Ok(Ok(Ok(Some(prepared)))) => give_back_prepared(&prepared).await,
         Ok(_) => {}
         Err(_) => next.abort(),
     }

@@ -119,6 +119,7 @@ impl App {
             outbox_notify: notify,
             analyze: Arc::default(),
             skip_settled: config.reconcile.skip_settled,
+            decide_ahead: config.reconcile.decide_ahead,
             key_filters: ingest::KeyBudget::new(config.reconcile.key_filter_max_keys),
             memos: Arc::default(),
         });

@@ -14,6 +14,15 @@ pub struct OutcomeLabel {
     pub outcome: String,
 }
 
+/// Label of the counter of group decisions taken ahead.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SpeculationLabel {
+    /// `decided` (the whole decision was used), `planned` (the updates to skip and the first
+    /// lookup were used), `stale` (another writer changed the scope first) or `found` (a key
+    /// assumed new was held by a stored device); the last two were decided again.
+    pub result: String,
+}
+
 /// All metrics (cheap to clone: handles share their values).
 #[derive(Debug, Clone)]
 pub struct Metrics {
@@ -42,6 +51,9 @@ pub struct Metrics {
     /// Lookup keys (identifiers, IPs, uids) left out of state loads: no stored device can hold
     /// them (see [`sr_reconcile::KeyFilter`]).
     pub lookup_keys_skipped: Counter,
+    /// Groups decided (or planned) ahead, while the scope's previous group was written, by
+    /// result.
+    pub speculations: Family<SpeculationLabel, Counter>,
     /// Messages nak'd for a retry.
     pub naks: Counter,
     /// Messages left for this consumer in the stream (`num_pending`).
@@ -71,6 +83,7 @@ impl Default for Metrics {
             settled_devices: Gauge::default(),
             settled_loads: Counter::default(),
             lookup_keys_skipped: Counter::default(),
+            speculations: Family::default(),
             naks: Counter::default(),
             consumer_lag: Gauge::default(),
             batch_latency: Histogram::new([
@@ -99,6 +112,25 @@ impl Metrics {
         self.devices
             .get_or_create(&OutcomeLabel {
                 outcome: outcome.to_owned(),
+            })
+            .get()
+    }
+
+    /// Counts a decision taken ahead with `result`.
+    pub fn speculated(&self, result: &str) {
+        self.speculations
+            .get_or_create(&SpeculationLabel {
+                result: result.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Decisions taken ahead counted with `result` so far.
+    #[must_use]
+    pub fn speculations_with(&self, result: &str) -> u64 {
+        self.speculations
+            .get_or_create(&SpeculationLabel {
+                result: result.to_owned(),
             })
             .get()
     }
@@ -157,6 +189,11 @@ impl Metrics {
             "lookup_keys_skipped",
             "Lookup keys left out of state loads: no stored device can hold them",
             self.lookup_keys_skipped.clone(),
+        );
+        r.register(
+            "speculations",
+            "Groups decided or planned while the scope's previous group was written, by result",
+            self.speculations.clone(),
         );
         r.register("naks", "Messages nak'd for a retry", self.naks.clone());
         r.register(

@@ -7,6 +7,7 @@
     missing_docs
 )]
 
+mod ahead;
 mod api;
 mod churn;
 mod common;

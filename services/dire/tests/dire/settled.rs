@@ -11,7 +11,7 @@ use sr_reconcile::Observation;
 use crate::common::*;
 use crate::faker;
 
-fn armis_fleet(n: usize, minutes: i64) -> Vec<Value> {
+pub fn armis_fleet(n: usize, minutes: i64) -> Vec<Value> {
     (1..=n)
         .map(|i| {
             with(
@@ -80,7 +80,7 @@ async fn a_resync_of_unchanged_devices_is_skipped_and_rewrites_nothing_even_afte
     app.stop().await;
 }
 
-async fn ingest_instance(env: &Env, skip_settled: bool) -> Ingest {
+pub async fn ingest_instance(env: &Env, skip_settled: bool) -> Ingest {
     let mut config = env.config();
     config.reconcile.skip_settled = skip_settled;
     let pool = sr_runtime::db::connect_and_migrate(&config.database, &sr_dire::MIGRATOR)
@@ -96,6 +96,7 @@ async fn ingest_instance(env: &Env, skip_settled: bool) -> Ingest {
         outbox_notify: Arc::default(),
         analyze: Arc::default(),
         skip_settled,
+        decide_ahead: config.reconcile.decide_ahead,
         key_filters: KeyBudget::new(config.reconcile.key_filter_max_keys),
         memos: Arc::default(),
     }
@@ -103,16 +104,16 @@ async fn ingest_instance(env: &Env, skip_settled: bool) -> Ingest {
 
 /// Two skipping replicas writing tenant `t`, and a replica that reconciles everything, to
 /// write the same updates to tenant `r` for comparison.
-struct Replicas {
-    a: Ingest,
-    b: Ingest,
-    reference: Ingest,
-    t: TenantId,
-    r: TenantId,
+pub struct Replicas {
+    pub a: Ingest,
+    pub b: Ingest,
+    pub reference: Ingest,
+    pub t: TenantId,
+    pub r: TenantId,
 }
 
 impl Replicas {
-    async fn new(env: &Env) -> Self {
+    pub async fn new(env: &Env) -> Self {
         Self {
             a: ingest_instance(env, true).await,
             b: ingest_instance(env, true).await,
@@ -123,7 +124,7 @@ impl Replicas {
     }
 }
 
-fn observations(updates: &[Value]) -> Vec<Observation> {
+pub fn observations(updates: &[Value]) -> Vec<Observation> {
     updates
         .iter()
         .map(|u| {
@@ -135,7 +136,7 @@ fn observations(updates: &[Value]) -> Vec<Observation> {
 }
 
 /// Device rows of a tenant without the tenant (to compare two tenants fed the same updates).
-async fn rows(env: &Env, t: TenantId) -> Vec<Value> {
+pub async fn rows(env: &Env, t: TenantId) -> Vec<Value> {
     env.devices(t)
         .await
         .into_iter()
