@@ -81,6 +81,38 @@ pub struct ScopeMemo {
     keys: Option<ScopeKeys>,
 }
 
+impl ScopeMemo {
+    /// Learns a decided outcome: the devices it leaves `settled`, and the keys it writes. The
+    /// key filter is dropped when the filters of all scopes would hold more than `max` keys.
+    fn learn(
+        &mut self,
+        outcome: &Outcome,
+        settled: Vec<(DeviceUid, Settled)>,
+        max: usize,
+        (tenant, partition): &(TenantId, String),
+    ) {
+        self.memo.record(outcome, settled);
+        let Some(keys) = &mut self.keys else {
+            return;
+        };
+        let before = keys.filter.len();
+        keys.filter.record(outcome);
+        let added = keys.filter.len() - before;
+        let used = keys.used.fetch_add(added, Ordering::Relaxed) + added;
+        if used > max {
+            tracing::info!(
+                tenant_id = %tenant,
+                partition,
+                keys = keys.filter.len(),
+                budget = max,
+                "Key filters are over budget: this scope's new devices are looked up in Postgres from now on"
+            );
+            // Dropping it gives its keys back to the budget.
+            self.keys = None;
+        }
+    }
+}
+
 /// How many keys the [`KeyFilter`]s of all scopes may hold together, and how many they hold.
 #[derive(Debug, Clone, Default)]
 pub struct KeyBudget {
@@ -843,19 +875,17 @@ impl Ingest {
         report.unchanged += skipped;
         self.metrics.updates_skipped.inc_by(skipped as u64);
         let digests: HashMap<_, _> = settled.iter().map(|(uid, s)| (*uid, s.digest)).collect();
-        // The memo learns the outcome before the commit, for the next group's decision taken
-        // meanwhile; it is put back only once the commit succeeds.
-        if let Some(scope) = &mut scope {
-            scope.memo.record(&outcome, settled);
-            self.record_keys(tenant, partition, scope, &outcome);
-        }
+        let key = (tenant, partition.to_owned());
+        let max_keys = self.key_filters.max;
         if !outcome.has_writes() {
             tx.commit().await?;
-            if let Some(scope) = scope {
+            if let Some(mut scope) = scope {
+                scope.learn(&outcome, settled, max_keys, &key);
                 self.put_scope_memo(tenant, partition, scope);
             }
             return Ok(report);
         }
+        let outcome = Arc::new(outcome);
         // Statistics are refreshed after the commit whenever the tables have doubled (see
         // [`Growth`]).
         let inserted = (outcome.inserts.len() + outcome.identifier_inserts.len()) as u64;
@@ -864,13 +894,14 @@ impl Ingest {
             .lock()
             .map(|mut g| g.add(inserted))
             .unwrap_or(false);
-        let key = (tenant, partition.to_owned());
         let mut ahead =
             ahead.filter(|_| self.decide_ahead && scope.as_ref().is_some_and(|s| s.complete));
         let write = self.write_decision(tx, tenant, partition, &state, &outcome, &digests);
         tokio::pin!(write);
-        // The next batch's group of this scope is decided (or planned) while the write runs, as
-        // soon as that batch is pulled and prepared (unless the write ends first).
+        // The memo learns the outcome while the write runs (it is put back only once the commit
+        // succeeds), and with it the next batch's group of this scope is decided (or planned)
+        // as soon as that batch is pulled and prepared, unless the write ends first.
+        let mut settled = Some(settled);
         let mut job = None;
         let written = loop {
             let Some(next) = ahead.as_deref_mut() else {
@@ -883,11 +914,14 @@ impl Ingest {
                 }
             }
             let group = next.ready.as_ref().and_then(|p| p.groups.get(&key));
-            if let (Some(group), Some(scope)) = (group, scope.take()) {
+            if let Some(group) = group
+                && let (Some(mut scope), Some(settled)) = (scope.take(), settled.take())
+            {
                 let (updates, cfg) = (group.updates.clone(), self.reconcile);
-                let partition = partition.to_owned();
+                let (outcome, key) = (outcome.clone(), key.clone());
                 job = Some(tokio::task::spawn_blocking(move || {
-                    let decision = speculate(&partition, &scope, &updates, &cfg);
+                    scope.learn(&outcome, settled, max_keys, &key);
+                    let decision = speculate(&key.1, &scope, &updates, &cfg);
                     (scope, decision)
                 }));
             }
@@ -913,6 +947,9 @@ impl Ingest {
         let epoch = written?;
         self.outbox_notify.notify_one();
         if let Some(mut scope) = scope {
+            if let Some(settled) = settled {
+                scope.learn(&outcome, settled, max_keys, &key);
+            }
             scope.epoch = epoch;
             self.put_scope_memo(tenant, partition, scope);
         }
@@ -1044,35 +1081,6 @@ impl Ingest {
             }
         }
         Ok(scope)
-    }
-
-    /// Adds the keys a committed outcome wrote to the scope's filter, and drops the filter when
-    /// the filters of all scopes would hold more keys than their budget.
-    fn record_keys(
-        &self,
-        tenant: TenantId,
-        partition: &str,
-        scope: &mut ScopeMemo,
-        outcome: &Outcome,
-    ) {
-        let Some(keys) = &mut scope.keys else {
-            return;
-        };
-        let before = keys.filter.len();
-        keys.filter.record(outcome);
-        let added = keys.filter.len() - before;
-        let used = keys.used.fetch_add(added, Ordering::Relaxed) + added;
-        if used > self.key_filters.max {
-            tracing::info!(
-                tenant_id = %tenant,
-                partition,
-                keys = keys.filter.len(),
-                budget = self.key_filters.max,
-                "Key filters are over budget: this scope's new devices are looked up in Postgres from now on"
-            );
-            // Dropping it gives its keys back to the budget.
-            scope.keys = None;
-        }
     }
 
     fn put_scope_memo(&self, tenant: TenantId, partition: &str, scope: ScopeMemo) {

@@ -166,6 +166,10 @@ async fn consume(
     }
     let app = env.start_with(config).await;
     env.ingested().await;
+    // Each scope's memo is loaded once: it outlives batches after which the next one holds no
+    // group of its scope, or nothing was pulled.
+    env.ingest(t, &messages[0]).await;
+    assert_eq!(app.metrics.settled_loads.get(), 2);
     let used = app.metrics.speculations_with("decided");
     app.stop().await;
     (env.devices(t).await, used)
@@ -175,7 +179,8 @@ async fn consume(
 async fn the_consumer_decides_the_next_batch_while_writing_one_and_ends_as_without() {
     let t = TenantId::random();
     // Twelve messages: new devices, each message re-reporting the one before it unchanged,
-    // one renaming a device (looked up), and one moving an IP to another device.
+    // one renaming a device (looked up), and one moving an IP to another device; after every
+    // third, a message of another partition only (the next batch has no group of this scope).
     let fleet = armis_fleet(120, 0);
     let mut messages: Vec<Vec<Value>> = fleet.chunks(10).map(<[Value]>::to_vec).collect();
     for k in 1..messages.len() {
@@ -188,11 +193,27 @@ async fn the_consumer_decides_the_next_batch_while_writing_one_and_ends_as_witho
         json!("renamed"),
     ));
     messages[9].push(armis("3", "10.7.0.9", 2));
+    let messages: Vec<Vec<Value>> = messages
+        .into_iter()
+        .enumerate()
+        .flat_map(|(k, m)| {
+            let other = with(
+                armis(&format!("b{k}"), "10.9.0.1", 0),
+                "partition",
+                json!("site-b"),
+            );
+            if k % 3 == 2 {
+                vec![m, vec![other]]
+            } else {
+                vec![m]
+            }
+        })
+        .collect();
 
     let (ahead, used) = consume(&Env::new(), true, t, &messages).await;
     let (plain, unused) = consume(&Env::new(), false, t, &messages).await;
     assert!(used > 0, "no batch was decided ahead");
     assert_eq!(unused, 0);
-    assert_eq!(ahead.len(), 120);
+    assert_eq!(ahead.len(), 120 + 4);
     assert_eq!(ahead, plain);
 }
