@@ -255,7 +255,7 @@ struct Group {
     tenant: TenantId,
     updates: Arc<GroupUpdates>,
     members: Vec<usize>,
-    /// Its decision, taken while the group before it in the scope was written.
+    /// What was decided of it while the scope's group before it was written.
     speculation: Option<Speculation>,
 }
 
@@ -307,14 +307,14 @@ enum Progress {
     },
 }
 
-/// A group decided ahead by [`Ingest::apply_group_ahead`].
+/// A group decided (or planned) ahead by [`Ingest::apply_group_ahead`].
 pub struct Speculated {
     updates: Arc<GroupUpdates>,
     speculation: Speculation,
 }
 
 /// The batch pulled after the one being processed, once ready: the group of it whose scope is
-/// being written is decided meanwhile, on another thread ([`Speculation`]).
+/// being written is decided (or planned) meanwhile, on another thread ([`Speculation`]).
 #[derive(Default)]
 pub struct Ahead {
     fetch: Option<Fetch>,
