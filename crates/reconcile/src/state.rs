@@ -402,6 +402,45 @@ impl Lookups {
         self.ips.insert(ip);
         self.identifiers.extend(identifiers);
     }
+
+    /// Adds every key of `other`.
+    pub fn extend(&mut self, other: Lookups) {
+        self.identifiers.extend(other.identifiers);
+        self.ips.extend(other.ips);
+        self.uids.extend(other.uids);
+    }
+
+    /// True when applying `outcome` cannot change what loading these keys finds
+    /// ([`KnownState::subset`]), given `found`, what the load found before the outcome was
+    /// applied: no device found and no uid looked up is one the outcome writes (inserts,
+    /// updates, deletes, or gives or takes an identifier or a merge), no row it writes holds an
+    /// IP looked up, and no identifier looked up is inserted or re-pointed.
+    ///
+    /// A load that ran while the outcome was being written, before its commit, found what it
+    /// finds after the commit when this holds.
+    #[must_use]
+    pub fn unaffected_by(&self, outcome: &Outcome, found: &KnownState) -> bool {
+        let mut written: BTreeSet<DeviceUid> = outcome.changed_uids();
+        written.extend(outcome.identifier_inserts.values().copied());
+        for r in outcome.identifier_repoints.values() {
+            written.extend([r.from, r.to]);
+        }
+        for m in &outcome.merges {
+            written.extend([m.from, m.to]);
+        }
+        let ips = outcome
+            .inserts
+            .iter()
+            .chain(outcome.updates.iter().map(|w| &w.record))
+            .filter_map(|r| r.ip);
+        found.devices.keys().all(|uid| !written.contains(uid))
+            && self.uids.iter().all(|uid| !written.contains(uid))
+            && ips.into_iter().all(|ip| !self.ips.contains(&ip))
+            && self.identifiers.iter().all(|id| {
+                !outcome.identifier_inserts.contains_key(id)
+                    && !outcome.identifier_repoints.contains_key(id)
+            })
+    }
 }
 
 /// The keys to load for a batch (see [`Lookups`]).

@@ -289,6 +289,23 @@ proptest! {
     }
 
     #[test]
+    fn a_load_the_outcome_leaves_alone_finds_the_same_before_and_after_applying_it(
+        (templates, pre, raws, _perm) in scenario()
+    ) {
+        let state = prepopulated(&templates, &pre);
+        // The first half is written; the second half's keys are loaded meanwhile.
+        let (first, second) = raws.split_at(raws.len() / 2);
+        let written = run(&state, &build_batch(&templates, first, 50));
+        let mut after = state.clone();
+        after.apply(&written);
+        let lookups = required_lookups(&build_batch(&templates, second, 60));
+        let found = state.subset(&lookups);
+        if lookups.unaffected_by(&written, &found) {
+            prop_assert_eq!(after.subset(&lookups), found);
+        }
+    }
+
+    #[test]
     fn held_after_is_what_applying_leaves_on_every_device_the_outcome_touches(
         (templates, pre, raws, _perm) in scenario()
     ) {
@@ -519,5 +536,32 @@ proptest! {
         prop_assert_eq!(&apply_all(&order), &expected);
         let reversed: Vec<usize> = in_order.iter().rev().copied().collect();
         prop_assert_eq!(&apply_all(&reversed), &expected);
+    }
+}
+
+#[test]
+fn a_load_of_other_devices_is_left_alone_and_a_load_of_a_written_device_is_not() {
+    let armis = Template {
+        top: 1,
+        netbox: false,
+        mac: None,
+        armis_alias: None,
+    };
+    let templates = vec![armis.clone(), armis];
+    let state = KnownState::new("default");
+    let written = run(
+        &state,
+        &build_batch(&templates, &[(0, 0, 0, 0, 0, 0, 11)], 50),
+    );
+    assert!(written.has_writes());
+    let other = required_lookups(&build_batch(&templates, &[(1, 1, 0, 0, 0, 0, 11)], 60));
+    assert!(other.unaffected_by(&written, &state.subset(&other)));
+    // Device 1 again, or device 2 at device 1's IP.
+    for raw in [(0, 0, 0, 0, 0, 0, 11), (1, 0, 0, 0, 0, 0, 11)] {
+        let same = required_lookups(&build_batch(&templates, &[raw], 60));
+        assert!(
+            !same.unaffected_by(&written, &state.subset(&same)),
+            "{raw:?}"
+        );
     }
 }

@@ -287,8 +287,9 @@ async fn main() {
         peak_rss_mib()
     );
     println!(
-        "  (groups ahead: {} decided, {} planned, {} stale, {} found stored devices)",
+        "  (groups ahead: {} decided, {} preloaded, {} planned, {} stale, {} found stored devices)",
         app.metrics.speculations_with("decided"),
+        app.metrics.speculations_with("preloaded"),
         app.metrics.speculations_with("planned"),
         app.metrics.speculations_with("stale"),
         app.metrics.speculations_with("found"),
@@ -335,12 +336,13 @@ async fn main() {
         drained(&js, &subjects.devices_stream()).await;
         let resync = started.elapsed();
         println!(
-            "re-sync (5% changed): {:>9} devices in {:>7.2} s = {:>9.0} devices/s (updated {}, unchanged {}; planned ahead {})",
+            "re-sync (5% changed): {:>9} devices in {:>7.2} s = {:>9.0} devices/s (updated {}, unchanged {}; ahead: {} preloaded, {} planned)",
             a.devices,
             resync.as_secs_f64(),
             rate(a.devices, resync),
             running.metrics.devices_with("updated"),
             running.metrics.devices_with("unchanged"),
+            running.metrics.speculations_with("preloaded"),
             running.metrics.speculations_with("planned"),
         );
         app = Some(running);

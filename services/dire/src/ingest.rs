@@ -299,11 +299,14 @@ enum Progress {
         decision: Box<Decision>,
     },
     /// Only the updates to skip and the stored state to look up first: the group's devices are
-    /// mostly stored ones, so their rows must be loaded under the scope lock.
+    /// mostly stored ones. `found` is what that lookup found on another connection while the
+    /// group before was written, kept only when that write cannot have changed it
+    /// ([`Lookups::unaffected_by`]); else the rows are loaded under the scope lock.
     Planned {
         skip: Vec<bool>,
         lookups: Lookups,
         left_out: usize,
+        found: Option<KnownState>,
     },
 }
 
@@ -820,9 +823,14 @@ impl Ingest {
                     skip,
                     lookups,
                     left_out,
+                    found,
                 } => {
-                    self.metrics.speculated("planned");
-                    planned = Some((skip, lookups, left_out));
+                    self.metrics.speculated(if found.is_some() {
+                        "preloaded"
+                    } else {
+                        "planned"
+                    });
+                    planned = Some((skip, (lookups, found), left_out));
                     None
                 }
             },
@@ -840,19 +848,19 @@ impl Ingest {
                     None => (first_skips(scope.as_ref(), group), None, 0),
                 };
                 loop {
-                    let lookups = match first.take() {
-                        Some(lookups) => lookups,
+                    let (lookups, found) = match first.take() {
+                        Some(planned) => planned,
                         None => {
                             let (lookups, narrowed) = lookups(scope.as_ref(), group, &skip);
                             left_out += narrowed;
-                            lookups
+                            (lookups, None)
                         }
                     };
                     // Nothing left to look up: none of the updates' devices is stored yet.
-                    let state = if lookups.is_empty() {
-                        KnownState::new(partition)
-                    } else {
-                        store::load_state(&mut tx, tenant, partition, &lookups).await?
+                    let state = match found {
+                        Some(found) => found,
+                        None if lookups.is_empty() => KnownState::new(partition),
+                        None => store::load_state(&mut tx, tenant, partition, &lookups).await?,
                     };
                     if let Some(d) =
                         decide(scope.as_ref(), group, &mut skip, state, &self.reconcile)?
@@ -903,13 +911,14 @@ impl Ingest {
         // as soon as that batch is pulled and prepared, unless the write ends first.
         let mut settled = Some(settled);
         let mut job = None;
-        let written = loop {
-            let Some(next) = ahead.as_deref_mut() else {
-                break (&mut write).await;
-            };
+        let mut written = None;
+        while let Some(next) = ahead.as_deref_mut() {
             if next.ready.is_none() && next.fetch.is_some() {
                 tokio::select! {
-                    w = &mut write => break w,
+                    w = &mut write => {
+                        written = Some(w);
+                        break;
+                    }
                     () = next.wait() => continue,
                 }
             }
@@ -921,27 +930,38 @@ impl Ingest {
                 let (outcome, key) = (outcome.clone(), key.clone());
                 job = Some(tokio::task::spawn_blocking(move || {
                     scope.learn(&outcome, settled, max_keys, &key);
-                    let decision = speculate(&key.1, &scope, &updates, &cfg);
-                    (scope, decision)
+                    let progress = speculate(&key.1, &scope, &updates, &cfg);
+                    (scope, progress)
                 }));
             }
-            break (&mut write).await;
+            break;
+        }
+        let (written, finished) = match (written, job) {
+            (Some(written), _) => (written, None),
+            (None, Some(job)) => {
+                tokio::join!(&mut write, self.finish_ahead(job, tenant, partition))
+            }
+            (None, None) => ((&mut write).await, None),
         };
-        if let Some(job) = job {
-            match job.await {
-                Ok((decided, decision)) => {
-                    scope = Some(decided);
-                    let next = ahead
-                        .and_then(|a| a.ready.as_mut())
-                        .and_then(|p| p.groups.get_mut(&key));
-                    if let (Ok(epoch), Some(ahead), Some(next)) = (&written, decision, next) {
-                        next.speculation = Some(Speculation {
-                            epoch: *epoch,
-                            progress: ahead,
-                        });
-                    }
+        if let Some((decided, progress, preloaded)) = finished {
+            scope = Some(decided);
+            let next = ahead
+                .and_then(|a| a.ready.as_mut())
+                .and_then(|p| p.groups.get_mut(&key));
+            if let (Ok(written), Some(mut progress), Some(next)) = (&written, progress, next) {
+                if let (Progress::Planned { lookups, found, .. }, Some(snapshot)) =
+                    (&mut progress, preloaded)
+                {
+                    // Loaded after this commit, or before it where the write changed nothing.
+                    let valid = snapshot.epoch == *written
+                        || (Some(snapshot.epoch) == epoch
+                            && lookups.unaffected_by(&outcome, &snapshot.state));
+                    *found = valid.then_some(snapshot.state);
                 }
-                Err(e) => tracing::error!(error = %e, "Deciding the next group ahead panicked"),
+                next.speculation = Some(Speculation {
+                    epoch: *written,
+                    progress,
+                });
             }
         }
         let epoch = written?;
@@ -963,6 +983,35 @@ impl Ingest {
             }
         }
         Ok(report)
+    }
+
+    /// Awaits the decision taken ahead ([`speculate`]) and, for a group only planned, loads its
+    /// first lookup on another connection meanwhile, with the scope epoch it was loaded at.
+    /// `None` when deciding panicked.
+    async fn finish_ahead(
+        &self,
+        job: tokio::task::JoinHandle<(ScopeMemo, Option<Progress>)>,
+        tenant: TenantId,
+        partition: &str,
+    ) -> Option<(ScopeMemo, Option<Progress>, Option<store::Snapshot>)> {
+        let (scope, progress) = match job.await {
+            Ok(done) => done,
+            Err(e) => {
+                tracing::error!(error = %e, "Deciding the next group ahead panicked");
+                return None;
+            }
+        };
+        let mut preloaded = None;
+        if let Some(Progress::Planned { lookups, .. }) = &progress
+            && !lookups.is_empty()
+        {
+            match store::load_snapshot(&self.pool, tenant, partition, lookups).await {
+                Ok(snapshot) => preloaded = Some(snapshot),
+                // The transaction loads them itself.
+                Err(e) => tracing::debug!(error = %e, "Cannot load the next group's devices ahead"),
+            }
+        }
+        Some((scope, progress, preloaded))
     }
 
     /// Writes a decided outcome with the identifiers each device then holds, its inventory
@@ -1191,6 +1240,7 @@ fn speculate(
                 skip,
                 lookups,
                 left_out,
+                found: None,
             });
         }
         absent.identifiers.extend(lookups.identifiers);

@@ -17,8 +17,9 @@ pub struct OutcomeLabel {
 /// Label of the counter of group decisions taken ahead.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct SpeculationLabel {
-    /// `decided` (the whole decision was used), `planned` (the updates to skip and the first
-    /// lookup were used), `stale` (another writer changed the scope first) or `found` (a key
+    /// `decided` (the whole decision was used), `preloaded` (the updates to skip and the rows
+    /// of the first lookup, loaded meanwhile, were used), `planned` (the updates to skip and
+    /// the first lookup were used), `stale` (another writer changed the scope first) or `found` (a key
     /// assumed new was held by a stored device); the last two were decided again.
     pub result: String,
 }

@@ -258,6 +258,40 @@ pub async fn load_state(
         .map_err(|e| Error::Corrupt(e.to_string()))
 }
 
+/// What [`load_snapshot`] found, and the scope's epoch when it did.
+#[derive(Debug)]
+pub struct Snapshot {
+    /// The scope's epoch in the snapshot the state was loaded from.
+    pub epoch: i64,
+    /// The stored state found.
+    pub state: KnownState,
+}
+
+/// [`load_state`] without the scope lock, on a connection of its own, in one snapshot that
+/// also reads the scope's epoch: the caller knows which writes of the scope it saw.
+///
+/// # Errors
+/// As [`load_state`].
+pub async fn load_snapshot(
+    pool: &sqlx::PgPool,
+    tenant: TenantId,
+    partition: &str,
+    lookups: &Lookups,
+) -> Result<Snapshot> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        .execute(&mut *tx)
+        .await?;
+    // The same index-probing plans as under the scope lock (see [`lock_scope`]).
+    sqlx::query("SET LOCAL plan_cache_mode = force_generic_plan")
+        .execute(&mut *tx)
+        .await?;
+    let epoch = scope_epoch(&mut tx, tenant, partition).await?;
+    let state = load_state(&mut tx, tenant, partition, lookups).await?;
+    tx.commit().await?;
+    Ok(Snapshot { epoch, state })
+}
+
 fn parse_uid(s: &str) -> Result<DeviceUid> {
     DeviceUid::parse(s).map_err(|e| Error::Corrupt(e.to_string()))
 }
