@@ -113,6 +113,30 @@ impl ScopeMemo {
     }
 }
 
+impl Preload {
+    /// What the load found, if it is what loading `lookups` finds now, with the scope at
+    /// `epoch` (the epoch the write left, and nobody wrote the scope since).
+    async fn found(self, lookups: &Lookups, epoch: i64) -> Option<KnownState> {
+        let snapshot = match self.loading.await {
+            Ok(Ok(snapshot)) => snapshot,
+            Ok(Err(e)) => {
+                // The transaction loads them itself.
+                tracing::debug!(error = %e, "Cannot load the next group's devices ahead");
+                return None;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "Loading the next group's devices ahead panicked");
+                return None;
+            }
+        };
+        // Loaded after the write's commit, or before it where the write changed nothing.
+        let valid = snapshot.epoch == epoch
+            || (Some(snapshot.epoch) == self.before
+                && lookups.unaffected_by(&self.written, &snapshot.state));
+        valid.then_some(snapshot.state)
+    }
+}
+
 /// How many keys the [`KeyFilter`]s of all scopes may hold together, and how many they hold.
 #[derive(Debug, Clone, Default)]
 pub struct KeyBudget {
@@ -299,15 +323,26 @@ enum Progress {
         decision: Box<Decision>,
     },
     /// Only the updates to skip and the stored state to look up first: the group's devices are
-    /// mostly stored ones. `found` is what that lookup found on another connection while the
-    /// group before was written, kept only when that write cannot have changed it
-    /// ([`Lookups::unaffected_by`]); else the rows are loaded under the scope lock.
+    /// mostly stored ones. `preload` loads that lookup on another connection from the moment
+    /// the group was planned (see [`Preload`]).
     Planned {
         skip: Vec<bool>,
         lookups: Lookups,
         left_out: usize,
-        found: Option<KnownState>,
+        preload: Option<Preload>,
     },
+}
+
+/// The first lookup of a planned group, loading on another connection since the group was
+/// planned, while the scope's group before it was written. What it found is used only when
+/// its snapshot saw that write's commit, or saw the scope before the write and the write
+/// cannot have changed it ([`Lookups::unaffected_by`]); else the rows are loaded under the
+/// scope lock.
+struct Preload {
+    loading: tokio::task::JoinHandle<Result<store::Snapshot>>,
+    /// The outcome written meanwhile, and the scope's epoch before it.
+    written: Arc<Outcome>,
+    before: Option<i64>,
 }
 
 /// A group decided (or planned) ahead by [`Ingest::apply_group_ahead`].
@@ -823,8 +858,12 @@ impl Ingest {
                     skip,
                     lookups,
                     left_out,
-                    found,
+                    preload,
                 } => {
+                    let found = match preload {
+                        Some(p) => p.found(&lookups, s.epoch).await,
+                        None => None,
+                    };
                     self.metrics.speculated(if found.is_some() {
                         "preloaded"
                     } else {
@@ -939,25 +978,20 @@ impl Ingest {
         let (written, finished) = match (written, job) {
             (Some(written), _) => (written, None),
             (None, Some(job)) => {
-                tokio::join!(&mut write, self.finish_ahead(job, tenant, partition))
+                let preload = (outcome.clone(), epoch);
+                tokio::join!(
+                    &mut write,
+                    self.finish_ahead(job, tenant, partition, preload)
+                )
             }
             (None, None) => ((&mut write).await, None),
         };
-        if let Some((decided, progress, preloaded)) = finished {
+        if let Some((decided, progress)) = finished {
             scope = Some(decided);
             let next = ahead
                 .and_then(|a| a.ready.as_mut())
                 .and_then(|p| p.groups.get_mut(&key));
-            if let (Ok(written), Some(mut progress), Some(next)) = (&written, progress, next) {
-                if let (Progress::Planned { lookups, found, .. }, Some(snapshot)) =
-                    (&mut progress, preloaded)
-                {
-                    // Loaded after this commit, or before it where the write changed nothing.
-                    let valid = snapshot.epoch == *written
-                        || (Some(snapshot.epoch) == epoch
-                            && lookups.unaffected_by(&outcome, &snapshot.state));
-                    *found = valid.then_some(snapshot.state);
-                }
+            if let (Ok(written), Some(progress), Some(next)) = (&written, progress, next) {
                 next.speculation = Some(Speculation {
                     epoch: *written,
                     progress,
@@ -985,33 +1019,40 @@ impl Ingest {
         Ok(report)
     }
 
-    /// Awaits the decision taken ahead ([`speculate`]) and, for a group only planned, loads its
-    /// first lookup on another connection meanwhile, with the scope epoch it was loaded at.
-    /// `None` when deciding panicked.
+    /// Awaits the decision taken ahead ([`speculate`]); for a group only planned, starts
+    /// loading its first lookup on another connection ([`Preload`]), with the outcome being
+    /// written and the scope's epoch before it. `None` when deciding panicked.
     async fn finish_ahead(
         &self,
         job: tokio::task::JoinHandle<(ScopeMemo, Option<Progress>)>,
         tenant: TenantId,
         partition: &str,
-    ) -> Option<(ScopeMemo, Option<Progress>, Option<store::Snapshot>)> {
-        let (scope, progress) = match job.await {
+        (written, before): (Arc<Outcome>, Option<i64>),
+    ) -> Option<(ScopeMemo, Option<Progress>)> {
+        let (scope, mut progress) = match job.await {
             Ok(done) => done,
             Err(e) => {
                 tracing::error!(error = %e, "Deciding the next group ahead panicked");
                 return None;
             }
         };
-        let mut preloaded = None;
-        if let Some(Progress::Planned { lookups, .. }) = &progress
+        if let Some(Progress::Planned {
+            lookups, preload, ..
+        }) = &mut progress
             && !lookups.is_empty()
         {
-            match store::load_snapshot(&self.pool, tenant, partition, lookups).await {
-                Ok(snapshot) => preloaded = Some(snapshot),
-                // The transaction loads them itself.
-                Err(e) => tracing::debug!(error = %e, "Cannot load the next group's devices ahead"),
-            }
+            let (pool, lookups) = (self.pool.clone(), lookups.clone());
+            let partition = partition.to_owned();
+            let loading = tokio::spawn(async move {
+                store::load_snapshot(&pool, tenant, &partition, &lookups).await
+            });
+            *preload = Some(Preload {
+                loading,
+                written,
+                before,
+            });
         }
-        Some((scope, progress, preloaded))
+        Some((scope, progress))
     }
 
     /// Writes a decided outcome with the identifiers each device then holds, its inventory
@@ -1240,7 +1281,7 @@ fn speculate(
                 skip,
                 lookups,
                 left_out,
-                found: None,
+                preload: None,
             });
         }
         absent.identifiers.extend(lookups.identifiers);
