@@ -1284,9 +1284,7 @@ fn speculate(
                 preload: None,
             });
         }
-        absent.identifiers.extend(lookups.identifiers);
-        absent.ips.extend(lookups.ips);
-        absent.uids.extend(lookups.uids);
+        absent.extend(lookups);
         let state = KnownState::new(partition);
         if let Some(d) = decide(Some(scope), group, &mut skip, state, cfg).ok()? {
             return Some(Progress::Decided {
