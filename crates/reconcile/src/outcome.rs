@@ -157,4 +157,15 @@ impl Outcome {
             .chain(self.deletes.iter().copied())
             .collect()
     }
+
+    /// Uids whose row or identifiers the outcome writes: the [`Outcome::changed_uids`], the
+    /// owners of inserted identifiers and both ends of re-pointed ones.
+    pub fn written_uids(&self) -> BTreeSet<DeviceUid> {
+        let mut out = self.changed_uids();
+        out.extend(self.identifier_inserts.values().copied());
+        for r in self.identifier_repoints.values() {
+            out.extend([r.from, r.to]);
+        }
+        out
+    }
 }

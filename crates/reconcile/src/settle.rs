@@ -154,11 +154,7 @@ fn entangled(outcome: &Outcome) -> HashSet<DeviceUid> {
 /// re-pointed an identifier, given an IP, or resolved to.
 fn touched(outcome: &Outcome) -> HashSet<DeviceUid> {
     let mut out = entangled(outcome);
-    out.extend(outcome.changed_uids());
-    out.extend(outcome.identifier_inserts.values().copied());
-    for r in outcome.identifier_repoints.values() {
-        out.extend([r.from, r.to]);
-    }
+    out.extend(outcome.written_uids());
     out.extend(outcome.ip_moves.iter().map(|m| m.to));
     out.extend(outcome.resolutions.iter().copied());
     out

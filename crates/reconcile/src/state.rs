@@ -420,11 +420,7 @@ impl Lookups {
     /// finds after the commit when this holds.
     #[must_use]
     pub fn unaffected_by(&self, outcome: &Outcome, found: &KnownState) -> bool {
-        let mut written: BTreeSet<DeviceUid> = outcome.changed_uids();
-        written.extend(outcome.identifier_inserts.values().copied());
-        for r in outcome.identifier_repoints.values() {
-            written.extend([r.from, r.to]);
-        }
+        let mut written = outcome.written_uids();
         for m in &outcome.merges {
             written.extend([m.from, m.to]);
         }
@@ -657,19 +653,10 @@ impl KnownState {
         &'a self,
         outcome: &'a Outcome,
     ) -> BTreeMap<DeviceUid, BTreeSet<&'a Identifier>> {
-        let written = outcome
-            .inserts
-            .iter()
-            .chain(outcome.updates.iter().map(|w| &w.record))
-            .map(|r| r.uid);
-        let repointed = outcome
-            .identifier_repoints
-            .values()
-            .flat_map(|r| [r.from, r.to]);
-        let gaining = outcome.identifier_inserts.values().copied();
-        let mut held: BTreeMap<DeviceUid, BTreeSet<&Identifier>> = written
-            .chain(repointed)
-            .chain(gaining)
+        // Merged-away devices are among them until the end.
+        let mut held: BTreeMap<DeviceUid, BTreeSet<&Identifier>> = outcome
+            .written_uids()
+            .into_iter()
             .map(|uid| (uid, self.held_by(&uid).collect()))
             .collect();
         for (id, r) in &outcome.identifier_repoints {
