@@ -951,18 +951,16 @@ impl Ingest {
         let mut settled = Some(settled);
         let mut job = None;
         let mut written = None;
-        while let Some(next) = ahead.as_deref_mut() {
+        if let Some(next) = ahead.as_deref_mut() {
             if next.ready.is_none() && next.fetch.is_some() {
                 tokio::select! {
-                    w = &mut write => {
-                        written = Some(w);
-                        break;
-                    }
-                    () = next.wait() => continue,
+                    w = &mut write => written = Some(w),
+                    () = next.wait() => {}
                 }
             }
             let group = next.ready.as_ref().and_then(|p| p.groups.get(&key));
-            if let Some(group) = group
+            if written.is_none()
+                && let Some(group) = group
                 && let (Some(mut scope), Some(settled)) = (scope.take(), settled.take())
             {
                 let (updates, cfg) = (group.updates.clone(), self.reconcile);
@@ -973,7 +971,6 @@ impl Ingest {
                     (scope, progress)
                 }));
             }
-            break;
         }
         let (written, finished) = match (written, job) {
             (Some(written), _) => (written, None),
