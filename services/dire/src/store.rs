@@ -39,6 +39,25 @@ fn held_json<'a>(held: &'a Held<'_>, uid: &DeviceUid) -> Json<Vec<[&'a str; 2]>>
     )
 }
 
+/// Makes the rest of the transaction plan its statements generically (index probes whose cost
+/// grows with the batch) or for their actual arguments.
+///
+/// The batch statements join arrays of a thousand or more keys against tables of up to
+/// millions of rows. A custom plan sees the array sizes and, on a large table, picks a
+/// sequential scan and a hash join (measured: 147 ms against 45 ms for the index plan, per
+/// 1 000 devices on 300 000 rows); the generic plan always probes the indexes, whose cost grows
+/// with the batch, not with the table. Postgres uses custom plans for the first five executions
+/// on every connection, so the choice is made per transaction.
+async fn plan_generically(conn: &mut PgConnection, generic: bool) -> Result<()> {
+    let sql = if generic {
+        "SET LOCAL plan_cache_mode = force_generic_plan"
+    } else {
+        "SET LOCAL plan_cache_mode = force_custom_plan"
+    };
+    sqlx::query(sql).execute(conn).await?;
+    Ok(())
+}
+
 /// Serialises every writer of one (tenant, partition) until the transaction ends, so replicas
 /// decide against committed state and never interleave writes of one scope; the transaction's
 /// statements use generic (index-probing) plans.
@@ -46,15 +65,7 @@ fn held_json<'a>(held: &'a Held<'_>, uid: &DeviceUid) -> Json<Vec<[&'a str; 2]>>
 /// # Errors
 /// Database failure.
 pub async fn lock_scope(conn: &mut PgConnection, tenant: TenantId, partition: &str) -> Result<()> {
-    // The batch statements join arrays of a thousand or more keys against tables of up to
-    // millions of rows. A custom plan sees the array sizes and, on a large table, picks a
-    // sequential scan and a hash join (measured: 147 ms against 45 ms for the index plan, per
-    // 1 000 devices on 300 000 rows); the generic plan always probes the indexes, whose cost
-    // grows with the batch, not with the table. Postgres uses custom plans for the first five
-    // executions on every connection, so the choice is made here, for this transaction only.
-    sqlx::query("SET LOCAL plan_cache_mode = force_generic_plan")
-        .execute(&mut *conn)
-        .await?;
+    plan_generically(conn, true).await?;
     sqlx::query(
         "SELECT pg_advisory_xact_lock(hashtextextended(current_schema() || '/' || $1 || '/' || $2, 0))",
     )
@@ -175,9 +186,7 @@ pub async fn load_scope(
     cfg: &ReconcileConfig,
     memo: &mut Memo,
 ) -> Result<bool> {
-    sqlx::query("SET LOCAL plan_cache_mode = force_custom_plan")
-        .execute(&mut *conn)
-        .await?;
+    plan_generically(conn, false).await?;
     let added = load_settled(conn, tenant, partition, None, cfg, memo).await?;
     let empty = added == 0
         && sqlx::query_scalar::<_, bool>(
@@ -188,9 +197,7 @@ pub async fn load_scope(
         .fetch_one(&mut *conn)
         .await?;
     // Back to the transaction's generic plans (see [`lock_scope`]).
-    sqlx::query("SET LOCAL plan_cache_mode = force_generic_plan")
-        .execute(&mut *conn)
-        .await?;
+    plan_generically(conn, true).await?;
     Ok(empty)
 }
 
@@ -282,10 +289,8 @@ pub async fn load_snapshot(
     sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         .execute(&mut *tx)
         .await?;
-    // The same index-probing plans as under the scope lock (see [`lock_scope`]).
-    sqlx::query("SET LOCAL plan_cache_mode = force_generic_plan")
-        .execute(&mut *tx)
-        .await?;
+    // The same index-probing plans as under the scope lock.
+    plan_generically(&mut tx, true).await?;
     let epoch = scope_epoch(&mut tx, tenant, partition).await?;
     let state = load_state(&mut tx, tenant, partition, lookups).await?;
     tx.commit().await?;
