@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use futures::TryStreamExt as _;
 use sqlx::postgres::PgRow;
 use sqlx::types::Json;
-use sqlx::{PgConnection, Row};
+use sqlx::{Connection as _, PgConnection, Row};
 use sr_core::TenantId;
 use sr_core::inventory::SweepHint;
 use sr_reconcile::{
@@ -563,12 +563,28 @@ pub async fn plain_insert(
 
 /// Refreshes the planner statistics of `devices` and `identifiers` (see [`Growth`]).
 ///
+/// Only the key columns DIRE's statements join and filter on are analyzed, from a sample of
+/// 3 000 rows (statistics target 10): their statistics only need to tell the planner that
+/// uids, IPs and identifier values are (nearly) unique. With every column at the default
+/// target this took 600–770 ms on a scope of 200 000 devices, most of it sorting the JSON
+/// columns' sample, and it runs after the commit of the batch that doubled the tables, before
+/// the next; restricted it took 32–34 ms. The periodic `VACUUM (ANALYZE)` of the outbox task
+/// still gathers every column's statistics for the read API.
+///
 /// # Errors
 /// Database failure.
 pub async fn analyze(conn: &mut PgConnection) -> Result<()> {
-    sqlx::query("ANALYZE devices, identifiers")
-        .execute(conn)
+    let mut tx = conn.begin().await?;
+    sqlx::query("SET LOCAL default_statistics_target = 10")
+        .execute(&mut *tx)
         .await?;
+    sqlx::query(
+        "ANALYZE devices (tenant_id, partition, uid, ip),
+                 identifiers (tenant_id, partition, type, value)",
+    )
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
     Ok(())
 }
 
