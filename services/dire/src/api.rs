@@ -259,7 +259,7 @@ async fn get_device(
     let identifiers: Vec<IdentifierView> = sqlx::query_as(
         "SELECT i.type, i.value, i.created_at
            FROM devices d
-          CROSS JOIN jsonb_array_elements(d.identifiers) AS h(pair)
+          CROSS JOIN json_array_elements(d.identifiers) AS h(pair)
            JOIN identifiers i
              ON i.tenant_id = d.tenant_id AND i.partition = d.partition
             AND i.type = h.pair->>0 AND i.value = h.pair->>1 AND i.device_uid = d.uid

@@ -153,7 +153,7 @@ impl Env {
                  SELECT tenant_id, partition, type, value, device_uid AS uid FROM identifiers
              ), listed AS (
                  SELECT d.tenant_id, d.partition, h.pair->>0 AS type, h.pair->>1 AS value, d.uid
-                   FROM devices d CROSS JOIN jsonb_array_elements(d.identifiers) AS h(pair)
+                   FROM devices d CROSS JOIN json_array_elements(d.identifiers) AS h(pair)
              )
              SELECT json_agg(x) FROM (
                  (SELECT 'row not listed' AS problem, * FROM (TABLE rows EXCEPT ALL TABLE listed) a)

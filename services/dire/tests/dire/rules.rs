@@ -421,7 +421,7 @@ async fn an_identifier_learned_without_any_other_change_is_listed_on_the_device_
         json!(["armis_device_id=9", "mac=001B2100000A", "mac=001B2100000B"])
     );
     let listed = env
-        .scalar("SELECT jsonb_array_length(identifiers)::bigint FROM devices")
+        .scalar("SELECT json_array_length(identifiers)::bigint FROM devices")
         .await;
     assert_eq!(listed, 3);
     app.stop().await;
