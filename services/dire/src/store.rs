@@ -162,23 +162,28 @@ pub async fn load_settled(
     memo: &mut Memo,
 ) -> Result<usize> {
     // Two statements: one generic plan for both would not know whether to probe or scan.
-    const ALL: &str = "SELECT d.uid, d.settled, d.first_seen, ${OLDEST} FROM devices d
+    const ALL: &str = "SELECT d.uid, d.settled, d.first_seen, d.last_seen, ${STAMPS} FROM devices d
          WHERE tenant_id = $1 AND partition = $2 AND settled IS NOT NULL";
-    const SOME: &str = "SELECT d.uid, d.settled, d.first_seen, ${OLDEST}
+    const SOME: &str = "SELECT d.uid, d.settled, d.first_seen, d.last_seen, ${STAMPS}
          FROM UNNEST($3::text[]) AS k(uid)
          JOIN devices d ON d.tenant_id = $1 AND d.partition = $2 AND d.uid = k.uid
         WHERE d.settled IS NOT NULL";
     let uids: Option<Vec<String>> = uids.map(|u| u.iter().map(ToString::to_string).collect());
-    // The row's oldest stamp (see `DeviceRecord::oldest_stamp`); most rows have none.
-    const OLDEST: &str = "CASE WHEN json_array_length(d.stamps) = 0 THEN d.last_seen
-                               ELSE LEAST(d.last_seen, (SELECT min((e->>1)::timestamptz)
-                                                FROM json_array_elements(d.stamps) AS e)) END";
-    let sql = if uids.is_some() { SOME } else { ALL }.replace("${OLDEST}", OLDEST);
-    let query = sqlx::query_as::<_, (String, Vec<u8>, DateTime<Utc>, DateTime<Utc>)>(
-        sqlx::AssertSqlSafe(sql),
-    )
-    .bind(tenant.as_uuid())
-    .bind(partition);
+    // Most rows have no stamp older than `last_seen`; only the others send theirs, and the
+    // oldest (see `DeviceRecord::oldest_stamp`) is taken here. Taking it in SQL with a
+    // subquery over the stamps' elements doubled the statement's time (1 000 000 rows).
+    const STAMPS: &str = "CASE WHEN json_array_length(d.stamps) = 0 THEN NULL ELSE d.stamps END";
+    let sql = if uids.is_some() { SOME } else { ALL }.replace("${STAMPS}", STAMPS);
+    type SettledRow = (
+        String,
+        Vec<u8>,
+        DateTime<Utc>,
+        DateTime<Utc>,
+        Option<Json<Stamps>>,
+    );
+    let query = sqlx::query_as::<_, SettledRow>(sqlx::AssertSqlSafe(sql))
+        .bind(tenant.as_uuid())
+        .bind(partition);
     let query = match uids {
         Some(u) => query.bind(u),
         None => query,
@@ -188,7 +193,11 @@ pub async fn load_settled(
     let mut rows = query.fetch(conn);
     let mut added = 0;
     let mut chunk = Vec::new();
-    while let Some((uid, digest, first_seen, oldest)) = rows.try_next().await? {
+    while let Some((uid, digest, first_seen, last_seen, stamps)) = rows.try_next().await? {
+        let oldest = stamps
+            .iter()
+            .flat_map(|s| s.0.iter())
+            .fold(last_seen, |t, (_, s)| t.min(*s));
         let digest: ContentDigest = digest
             .try_into()
             .map_err(|d: Vec<u8>| Error::Corrupt(format!("settled digest of {} bytes", d.len())))?;

@@ -343,3 +343,47 @@ async fn the_key_filters_of_all_scopes_share_one_budget() {
     assert_eq!(ingest.metrics.lookup_keys_skipped.get(), 69);
     assert_eq!(env.scalar("SELECT count(*) FROM devices").await, 26);
 }
+
+/// A settled device loaded from Postgres is remembered from its `first_seen` until its oldest
+/// stamp plus the precision, not its `last_seen` plus the precision: a value stated long ago
+/// (here the site, stamped at minute 0 while the row was last seen at minute 100) bounds the
+/// window.
+#[tokio::test]
+async fn a_loaded_device_is_remembered_until_its_oldest_stamp() {
+    let env = Env::new();
+    let app = env.start().await;
+    let t = TenantId::random();
+    let first = with_meta(armis("1", "10.0.0.1", 0), "site", "a");
+    let later = armis("1", "10.0.0.1", 100);
+    env.ingest(t, &[first]).await;
+    env.ingest(t, std::slice::from_ref(&later)).await;
+    app.stop().await;
+    assert_eq!(
+        env.scalar(
+            "SELECT json_array_length(stamps)::bigint FROM devices WHERE settled IS NOT NULL"
+        )
+        .await,
+        1,
+        "the row keeps the site's older stamp"
+    );
+
+    let config = env.config();
+    let pool = sr_runtime::db::connect_and_migrate(&config.database, &sr_dire::MIGRATOR)
+        .await
+        .unwrap();
+    let mut conn = pool.acquire().await.unwrap();
+    let mut memo = sr_reconcile::Memo::default();
+    let cfg = config.reconcile_config();
+    let loaded = sr_dire::store::load_settled(&mut conn, t, "default", None, &cfg, &mut memo)
+        .await
+        .unwrap();
+    assert_eq!(loaded, 1);
+    let key = sr_reconcile::Key::of(&observations(&[later])[0]);
+    assert!(memo.covers(&key, at(10)), "inside [minute 0, minute 15)");
+    assert!(
+        !memo.covers(&key, at(100)),
+        "past the site's stamp plus 15 minutes"
+    );
+    drop(conn);
+    pool.close().await;
+}
