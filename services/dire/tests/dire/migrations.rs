@@ -5,6 +5,18 @@ use sr_core::TenantId;
 
 use crate::common::*;
 
+/// The test's schema, created and migrated up to `version` (an inventory of that version).
+async fn migrated_to(env: &Env, version: i64) -> sqlx::PgPool {
+    let pool = env.db.pool().await;
+    let schema = &env.db.config.schema;
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA \"{schema}\"")))
+        .execute(&pool)
+        .await
+        .unwrap();
+    sr_dire::MIGRATOR.run_to(version, &pool).await.unwrap();
+    pool
+}
+
 /// The last migration before device rows listed their identifiers.
 const BEFORE_LISTS: i64 = 20261206000001;
 
@@ -13,13 +25,7 @@ const BEFORE_LISTS: i64 = 20261206000001;
 #[tokio::test]
 async fn existing_devices_get_their_identifiers_listed_on_the_row() {
     let env = Env::new();
-    let pool = env.db.pool().await;
-    let schema = &env.db.config.schema;
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA \"{schema}\"")))
-        .execute(&pool)
-        .await
-        .unwrap();
-    sr_dire::MIGRATOR.run_to(BEFORE_LISTS, &pool).await.unwrap();
+    let pool = migrated_to(&env, BEFORE_LISTS).await;
     let t = TenantId::random();
     let a = sr_reconcile::uid_from_seed("serviceradar-device-v3:partition:default:armis:1");
     let b = sr_reconcile::uid_from_seed("serviceradar-device-v3:partition:default:armis:2");
@@ -111,13 +117,7 @@ const BEFORE_JSON: i64 = 20261206000003;
 #[tokio::test]
 async fn existing_device_json_columns_keep_their_contents_as_json() {
     let env = Env::new();
-    let pool = env.db.pool().await;
-    let schema = &env.db.config.schema;
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA \"{schema}\"")))
-        .execute(&pool)
-        .await
-        .unwrap();
-    sr_dire::MIGRATOR.run_to(BEFORE_JSON, &pool).await.unwrap();
+    let pool = migrated_to(&env, BEFORE_JSON).await;
     let t = TenantId::random();
     let uid = sr_reconcile::uid_from_seed("serviceradar-device-v3:partition:default:armis:1");
     let metadata = json!({"integration_type": "armis", "armis_device_id": "1",
