@@ -92,14 +92,36 @@ impl Drop for TestDb {
                 .connect(&url)
                 .await
             {
-                // Never wait forever on a lock that a leaked connection still holds.
-                let _ = sqlx::query("SET lock_timeout = '10s'").execute(&pool).await;
-                if let Err(e) = sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"
-                )))
-                .execute(&pool)
-                .await
-                {
+                // A service a test dropped without stopping it may still hold a transaction on
+                // the schema's tables (its tasks cannot run while this drop blocks the test's
+                // runtime): such sessions are ended first, and the drop never waits long.
+                let _ = sqlx::query("SET lock_timeout = '2s'").execute(&pool).await;
+                let mut last = None;
+                for _ in 0..3 {
+                    let _ = sqlx::query(
+                        "SELECT pg_terminate_backend(pid) FROM (
+                           SELECT DISTINCT l.pid FROM pg_locks l
+                             JOIN pg_class c ON c.oid = l.relation
+                             JOIN pg_namespace n ON n.oid = c.relnamespace
+                            WHERE n.nspname = $1 AND l.pid <> pg_backend_pid()) AS holders",
+                    )
+                    .bind(&schema)
+                    .execute(&pool)
+                    .await;
+                    match sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"
+                    )))
+                    .execute(&pool)
+                    .await
+                    {
+                        Ok(_) => {
+                            last = None;
+                            break;
+                        }
+                        Err(e) => last = Some(e),
+                    }
+                }
+                if let Some(e) = last {
                     eprintln!("test schema {schema} was not dropped: {e}");
                 }
                 pool.close().await;
