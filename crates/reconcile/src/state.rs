@@ -163,12 +163,7 @@ impl DeviceRecord {
 
     /// The oldest stamp of the row (`last_seen` when it has none older).
     pub fn oldest_stamp(&self) -> DateTime<Utc> {
-        self.stamps
-            .0
-            .values()
-            .copied()
-            .min()
-            .map_or(self.last_seen, |t| t.min(self.last_seen))
+        self.stamps.oldest(self.last_seen)
     }
     /// Display name: the host name, else the IP, else `None`.
     pub fn name(&self) -> Option<String> {
@@ -252,6 +247,11 @@ impl Stamps {
     /// True when there is none.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
+    }
+
+    /// The oldest stamp of a row last seen at `last_seen` (`last_seen` when none is older).
+    pub fn oldest(&self, last_seen: DateTime<Utc>) -> DateTime<Utc> {
+        self.0.values().copied().fold(last_seen, DateTime::min)
     }
 }
 

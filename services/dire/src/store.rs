@@ -194,10 +194,7 @@ pub async fn load_settled(
     let mut added = 0;
     let mut chunk = Vec::new();
     while let Some((uid, digest, first_seen, last_seen, stamps)) = rows.try_next().await? {
-        let oldest = stamps
-            .iter()
-            .flat_map(|s| s.0.iter())
-            .fold(last_seen, |t, (_, s)| t.min(*s));
+        let oldest = stamps.map_or(last_seen, |s| s.0.oldest(last_seen));
         let digest: ContentDigest = digest
             .try_into()
             .map_err(|d: Vec<u8>| Error::Corrupt(format!("settled digest of {} bytes", d.len())))?;
