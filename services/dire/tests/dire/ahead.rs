@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 use sr_core::TenantId;
 
 use crate::common::*;
-use crate::settled::{Replicas, armis_fleet, observations, rows};
+use crate::settled::{Replicas, armis_fleet, assert_as_reference, observations, rows};
 
 #[tokio::test]
 async fn a_group_decided_ahead_is_used_and_ends_as_if_decided_in_its_own_transaction() {
@@ -34,10 +34,7 @@ async fn a_group_decided_ahead_is_used_and_ends_as_if_decided_in_its_own_transac
     // Uid, IP and Armis id of twenty new devices: none was looked up.
     assert_eq!(a.metrics.lookup_keys_skipped.get(), 60);
 
-    for batch in [first, &next[..]] {
-        reference.apply_group(r, "default", batch).await.unwrap();
-    }
-    assert_eq!(rows(&env, t).await, rows(&env, r).await);
+    assert_as_reference(&env, &reference, (t, r), &[first, &next[..]]).await;
     assert_eq!(rows(&env, t).await.len(), 20);
 }
 
@@ -69,10 +66,7 @@ async fn a_group_decided_ahead_is_decided_again_once_another_replica_wrote_the_s
     assert_eq!(a.metrics.speculations_with("decided"), 0);
     assert_eq!((report.created, report.updated), (2, 1));
 
-    for batch in [&first, &other, &next] {
-        reference.apply_group(r, "default", batch).await.unwrap();
-    }
-    assert_eq!(rows(&env, t).await, rows(&env, r).await);
+    assert_as_reference(&env, &reference, (t, r), &[&first, &other, &next]).await;
     let hosts: Vec<Value> = rows(&env, t)
         .await
         .iter()
@@ -111,10 +105,7 @@ async fn a_group_of_mostly_stored_devices_is_only_planned_ahead() {
     assert_eq!(a.metrics.speculations_with("decided"), 0);
     assert_eq!((report.updated, report.unchanged), (1, 2));
 
-    for batch in [&first, &next] {
-        reference.apply_group(r, "default", batch).await.unwrap();
-    }
-    assert_eq!(rows(&env, t).await, rows(&env, r).await);
+    assert_as_reference(&env, &reference, (t, r), &[&first, &next]).await;
 }
 
 #[tokio::test]
@@ -140,10 +131,7 @@ async fn a_planned_group_uses_the_devices_loaded_while_the_group_before_was_writ
     assert_eq!(a.metrics.speculations_with("preloaded"), 1);
     assert_eq!((report.updated, report.unchanged), (1, 2));
 
-    for batch in [stored, written, &next[..]] {
-        reference.apply_group(r, "default", batch).await.unwrap();
-    }
-    assert_eq!(rows(&env, t).await, rows(&env, r).await);
+    assert_as_reference(&env, &reference, (t, r), &[stored, written, &next[..]]).await;
 }
 
 #[tokio::test]
@@ -172,10 +160,7 @@ async fn a_group_decided_ahead_as_new_devices_is_decided_again_when_one_is_store
     assert_eq!(a.metrics.speculations_with("decided"), 0);
     assert_eq!((report.created, report.updated), (10, 1));
 
-    for batch in [first, &next[..]] {
-        reference.apply_group(r, "default", batch).await.unwrap();
-    }
-    assert_eq!(rows(&env, t).await, rows(&env, r).await);
+    assert_as_reference(&env, &reference, (t, r), &[first, &next[..]]).await;
     assert_eq!(rows(&env, t).await.len(), 13);
 }
 

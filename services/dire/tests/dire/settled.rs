@@ -135,6 +135,20 @@ pub fn observations(updates: &[Value]) -> Vec<Observation> {
         .collect()
 }
 
+/// Applies `batches` in order, in tenant `r`, to `reference` (an instance that skips nothing
+/// and decides nothing ahead) and asserts that tenant `t` ended with the same rows.
+pub async fn assert_as_reference(
+    env: &Env,
+    reference: &Ingest,
+    (t, r): (TenantId, TenantId),
+    batches: &[&[Observation]],
+) {
+    for batch in batches {
+        reference.apply_group(r, "default", batch).await.unwrap();
+    }
+    assert_eq!(rows(env, t).await, rows(env, r).await);
+}
+
 /// Device rows of a tenant without the tenant (to compare two tenants fed the same updates).
 pub async fn rows(env: &Env, t: TenantId) -> Vec<Value> {
     env.devices(t)
@@ -166,16 +180,13 @@ async fn a_replica_does_not_trust_what_it_remembers_once_another_replica_wrote_t
     a.apply_group(t, "default", &first).await.unwrap();
     b.apply_group(t, "default", &other).await.unwrap();
     let report = a.apply_group(t, "default", &again).await.unwrap();
-    for batch in [&first, &other, &again] {
-        reference.apply_group(r, "default", batch).await.unwrap();
-    }
     assert_eq!(
         a.metrics.updates_skipped.get(),
         2,
         "device 1 was written by the other replica: its update is reconciled"
     );
     assert_eq!(report.updated, 1);
-    assert_eq!(rows(&env, t).await, rows(&env, r).await);
+    assert_as_reference(&env, &reference, (t, r), &[&first, &other, &again]).await;
     assert_eq!(rows(&env, t).await[0]["hostname"].as_str(), Some("host-1"));
 }
 
@@ -258,10 +269,7 @@ async fn a_replica_stops_trusting_its_key_filter_once_another_replica_wrote_the_
         "looked up in Postgres"
     );
     assert_eq!((report.created, report.updated), (0, 1));
-    for batch in [first, fourth, &renamed] {
-        reference.apply_group(r, "default", batch).await.unwrap();
-    }
-    assert_eq!(rows(&env, t).await, rows(&env, r).await);
+    assert_as_reference(&env, &reference, (t, r), &[first, fourth, &renamed]).await;
     assert_eq!(rows(&env, t).await.len(), 4);
 }
 
