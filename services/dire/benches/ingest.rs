@@ -4,7 +4,9 @@
 //! [--cycles N] [--resyncs N] [--no-plain] [--no-ahead]`
 //!
 //! 1. a plain bulk insert of N faker-shaped devices (and their identifiers) into the DIRE tables
-//!    of a scratch schema, with the same statements and transaction size DIRE uses;
+//!    of a scratch schema, with the same statements and transaction size DIRE uses; then
+//!    Postgres alone copying those rows into an empty schema of the same tables, in
+//!    transactions of the same size (no client work: what this server can insert at most);
 //! 2. the same N devices published to `SR_DEVICES` in messages of 1000, then consumed by DIRE
 //!    until every message is acknowledged (committed);
 //! 3. a re-sync of the same N with 5 % of the devices changed (`--resyncs` times, a minute
@@ -209,6 +211,77 @@ async fn plain_insert(db: &TestDb, tenant: TenantId, n: usize, per_tx: usize) ->
     took
 }
 
+/// Postgres alone: the rows of `from` (written by [`plain_insert`]) copied into the same tables
+/// of a new schema by `INSERT … SELECT`, in insertion order, in transactions of about `per_tx`
+/// devices, each sorted by key as DIRE sorts its rows, with statistics on DIRE's schedule. No
+/// client encodes, sends or decides anything, so this is about the most this server inserts;
+/// reading and sorting the source rows is still counted.
+async fn server_copy(from: &TestDb, n: usize, per_tx: usize) -> Duration {
+    let to = TestDb::new("dire_copy");
+    let pool = sr_runtime::db::connect_and_migrate(&to.config, &sr_dire::MIGRATOR)
+        .await
+        .unwrap();
+    let src = &from.config.schema;
+    let pages = |table: &'static str| {
+        let pool = pool.clone();
+        let relation = format!("\"{src}\".{table}");
+        async move {
+            let (bytes,): (i64,) = sqlx::query_as("SELECT pg_relation_size($1::regclass)")
+                .bind(relation)
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+            bytes / 8192
+        }
+    };
+    let (device_pages, identifier_pages) = (pages("devices").await, pages("identifiers").await);
+    let batches = n.div_ceil(per_tx).max(1) as i64;
+    let range = |pages: i64, k: i64| (pages * k / batches, pages * (k + 1) / batches);
+    let mut growth = sr_dire::ingest::Growth::default();
+    let started = Instant::now();
+    for k in 0..batches {
+        let mut tx = pool.begin().await.unwrap();
+        let mut rows = 0;
+        for (table, pages, key) in [
+            ("devices", device_pages, "tenant_id, partition, uid"),
+            (
+                "identifiers",
+                identifier_pages,
+                "tenant_id, partition, type, value",
+            ),
+        ] {
+            // The last range is open: rows on the relation's last page are copied too.
+            let (lo, hi) = range(pages, k);
+            let hi = if k + 1 == batches { i64::MAX } else { hi };
+            let sql = format!(
+                "INSERT INTO {table} SELECT * FROM \"{src}\".{table}
+                  WHERE ctid >= format('(%s,0)', $1::int8)::tid
+                    AND ctid < format('(%s,0)', least($2::int8, 4294967295))::tid
+                  ORDER BY {key}"
+            );
+            let done = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(lo)
+                .bind(hi)
+                .execute(&mut *tx)
+                .await
+                .unwrap();
+            rows += done.rows_affected();
+        }
+        if growth.add(rows) {
+            sr_dire::store::analyze(&mut tx).await.unwrap();
+        }
+        tx.commit().await.unwrap();
+    }
+    let took = started.elapsed();
+    let (copied,): (i64,) = sqlx::query_as("SELECT count(*) FROM devices")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(copied as usize, n, "the server-side copy missed rows");
+    pool.close().await;
+    took
+}
+
 #[tokio::main]
 async fn main() {
     let a = args();
@@ -244,7 +317,7 @@ async fn main() {
         a.devices, a.batch
     );
 
-    let plain_rate = if a.plain {
+    let (plain_rate, copy_rate) = if a.plain {
         let plain = plain_insert(&scratch, TenantId::random(), a.devices, a.batch * CHUNK).await;
         println!(
             "plain bulk insert:    {:>9} devices in {:>7.2} s = {:>9.0} devices/s",
@@ -252,10 +325,17 @@ async fn main() {
             plain.as_secs_f64(),
             rate(a.devices, plain)
         );
-        rate(a.devices, plain)
+        let copy = server_copy(&scratch, a.devices, a.batch * CHUNK).await;
+        println!(
+            "server-side copy:     {:>9} devices in {:>7.2} s = {:>9.0} devices/s (Postgres alone: the same rows by INSERT … SELECT)",
+            a.devices,
+            copy.as_secs_f64(),
+            rate(a.devices, copy)
+        );
+        (rate(a.devices, plain), rate(a.devices, copy))
     } else {
         println!("plain bulk insert:    skipped (--no-plain)");
-        f64::NAN
+        (f64::NAN, f64::NAN)
     };
     let rss_after_plain = peak_rss_mib();
     drop(scratch);
@@ -275,11 +355,12 @@ async fn main() {
     drained(&js, &subjects.devices_stream()).await;
     let initial = started.elapsed();
     println!(
-        "initial ingest:       {:>9} devices in {:>7.2} s = {:>9.0} devices/s ({:.2} of plain insert; created {})",
+        "initial ingest:       {:>9} devices in {:>7.2} s = {:>9.0} devices/s ({:.2} of plain insert, {:.2} of server-side copy; created {})",
         a.devices,
         initial.as_secs_f64(),
         rate(a.devices, initial),
         rate(a.devices, initial) / plain_rate,
+        rate(a.devices, initial) / copy_rate,
         app.metrics.devices_with("created"),
     );
     println!(
