@@ -6,7 +6,7 @@
 //! 1. a plain bulk insert of N faker-shaped devices (and their identifiers) into the DIRE tables
 //!    of a scratch schema, with the same statements and transaction size DIRE uses; then
 //!    Postgres alone copying those rows into an empty schema of the same tables, in
-//!    transactions of the same size (no client work: what this server can insert at most);
+//!    transactions of the same size (no client work: close to the most this server can insert);
 //! 2. the same N devices published to `SR_DEVICES` in messages of 1000, then consumed by DIRE
 //!    until every message is acknowledged (committed);
 //! 3. a re-sync of the same N with 5 % of the devices changed (`--resyncs` times, a minute
