@@ -35,7 +35,7 @@ use crate::config::{ConsumerConfig, OutboxConfig};
 use crate::error::{Error, Result};
 use crate::inventory::{self, EVENT_KIND};
 use crate::metrics::Metrics;
-use crate::store;
+use crate::store::{self, Written};
 
 /// Everything the consumer needs.
 pub struct Ingest {
@@ -943,7 +943,16 @@ impl Ingest {
             .unwrap_or(false);
         let mut ahead =
             ahead.filter(|_| self.decide_ahead && scope.as_ref().is_some_and(|s| s.complete));
-        let write = self.write_decision(tx, tenant, partition, &state, &outcome, &digests);
+        // Shared with the write, so that they can be freed off this task once it is done.
+        let written_from = Arc::new((state, digests));
+        let write = {
+            let (from, outcome) = (written_from.clone(), outcome.clone());
+            async move {
+                let (state, digests) = &*from;
+                self.write_decision(tx, tenant, partition, state, &outcome, digests)
+                    .await
+            }
+        };
         tokio::pin!(write);
         // The memo learns the outcome while the write runs (it is put back only once the commit
         // succeeds), and with it the next batch's group of this scope is decided (or planned)
@@ -1004,6 +1013,9 @@ impl Ingest {
             scope.epoch = epoch;
             self.put_scope_memo(tenant, partition, scope);
         }
+        // Freed on a blocking thread, like the batch's updates: a large outcome takes a while.
+        let spent = (outcome, written_from);
+        tokio::task::spawn_blocking(move || drop(spent));
         if analyze {
             let done = match self.pool.acquire().await {
                 Ok(mut conn) => store::analyze(&mut conn).await,
@@ -1076,9 +1088,13 @@ impl Ingest {
                 "merging {uid} away would strand its identifier {id}"
             )));
         }
+        let revisions = store::next_revisions(&mut tx, Written::needed(outcome)).await?;
+        let written = Written::assign(outcome, revisions)?;
         let held = state.held_after(outcome);
-        let written =
-            store::write_outcome(&mut tx, tenant, partition, outcome, digests, &held).await?;
+        store::write_outcome(
+            &mut tx, tenant, partition, outcome, &written, digests, &held,
+        )
+        .await?;
         drop(held);
         let changes = inventory::device_changes(partition, outcome, &written);
         let messages =
@@ -1412,6 +1428,10 @@ pub async fn run(ingest: Arc<Ingest>, consumer: PullConsumer, token: Cancellatio
             }
         };
         ahead.fetch = Some(start(&ingest));
+        // Tokio runs a task spawned from a worker on that worker (in a slot the other worker
+        // does not take from) once the spawning task yields: let the pull start now, not when
+        // the first statement of the write is sent (about 30 ms later).
+        tokio::task::yield_now().await;
         ingest.process_prepared(prepared, &mut ahead).await;
     }
 }

@@ -39,26 +39,38 @@ fn change(partition: &str, r: &DeviceRecord, revision: i64) -> DeviceChange {
 /// merged-away devices with `removed`.
 #[must_use]
 pub fn device_changes(partition: &str, outcome: &Outcome, written: &Written) -> Vec<DeviceChange> {
-    let rev = |uid: &str| written.revisions.get(uid).copied().unwrap_or_default();
     let mut out: Vec<DeviceChange> = outcome
         .inserts
         .iter()
-        .chain(outcome.updates.iter().map(|w| &w.record))
-        .map(|r| change(partition, r, rev(&r.uid.to_string())))
+        .zip(&written.inserts)
+        .chain(
+            outcome
+                .updates
+                .iter()
+                .map(|w| &w.record)
+                .zip(&written.updates),
+        )
+        .map(|(r, revision)| change(partition, r, *revision))
         .collect();
-    out.extend(outcome.deletes.iter().map(|uid| {
-        let uid = uid.to_string();
-        DeviceChange {
-            revision: rev(&uid),
-            uid,
-            partition: partition.to_owned(),
-            agent_id: None,
-            ips: Vec::new(),
-            sources: Vec::new(),
-            hints: Vec::new(),
-            removed: true,
-        }
-    }));
+    out.extend(
+        outcome
+            .deletes
+            .iter()
+            .zip(&written.deletes)
+            .map(|(uid, revision)| {
+                let uid = uid.to_string();
+                DeviceChange {
+                    revision: *revision,
+                    uid,
+                    partition: partition.to_owned(),
+                    agent_id: None,
+                    ips: Vec::new(),
+                    sources: Vec::new(),
+                    hints: Vec::new(),
+                    removed: true,
+                }
+            }),
+    );
     out.sort_by(|a, b| a.uid.cmp(&b.uid));
     out
 }

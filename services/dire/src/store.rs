@@ -393,19 +393,24 @@ struct Columns<'s> {
     settled: Vec<Option<&'s [u8]>>,
     stamps: Vec<JsonText<&'s Stamps>>,
     identifiers: Vec<JsonText<Vec<[&'s str; 2]>>>,
+    revision: &'s [i64],
 }
 
 impl<'s> Columns<'s> {
-    /// The columns of `records`; `settled` names the rows that reflect an update entirely
-    /// (every other row is written with `settled = NULL`), `held` their identifiers.
+    /// The columns of `records`, with their new `revisions`; `settled` names the rows that
+    /// reflect an update entirely (every other row is written with `settled = NULL`), `held`
+    /// their identifiers.
     fn of(
         records: impl ExactSizeIterator<Item = &'s DeviceRecord>,
+        revisions: &'s [i64],
         settled: &'s HashMap<DeviceUid, ContentDigest>,
         held: &'s Held<'_>,
     ) -> Self {
         let n = records.len();
+        debug_assert_eq!(n, revisions.len());
         let mut c = Columns {
             uid: Vec::with_capacity(n),
+            revision: revisions,
             ..Columns::default()
         };
         for r in records {
@@ -456,6 +461,7 @@ impl<'s> Columns<'s> {
             .bind(&self.settled)
             .bind(&self.stamps)
             .bind(&self.identifiers)
+            .bind(self.revision)
     }
 }
 
@@ -473,9 +479,9 @@ fn join<'a>(items: impl Iterator<Item = &'a String>) -> String {
 const UNNEST_DEVICES: &str = r"UNNEST($3::text[], $4::inet[], $5::text[], $6::text[], $7::text[],
     $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::bool[],
     $15::timestamptz[], $16::timestamptz[], $17::json[], $18::json[], $19::bytea[],
-    $20::json[], $21::json[])
+    $20::json[], $21::json[], $22::int8[])
     AS u(uid, ip, mac, hostname, name, type, vendor, model, os, agent_id, sources, is_available,
-         first_seen, last_seen, metadata, hints, settled, stamps, identifiers)";
+         first_seen, last_seen, metadata, hints, settled, stamps, identifiers, revision)";
 
 const SOURCES: &str = r"COALESCE(string_to_array(NULLIF(u.sources, ''), E'\x1f'), '{}')";
 
@@ -588,7 +594,11 @@ pub async fn plain_insert(
     for (id, uid) in &ids {
         held.entry(*uid).or_default().insert(id);
     }
-    insert_devices(conn, tenant, partition, &records, &settled, &held).await?;
+    let revisions = next_revisions(conn, records.len()).await?;
+    insert_devices(
+        conn, tenant, partition, &records, &revisions, &settled, &held,
+    )
+    .await?;
     insert_identifiers(
         conn,
         tenant,
@@ -629,60 +639,77 @@ pub async fn analyze(conn: &mut PgConnection) -> Result<()> {
     Ok(())
 }
 
-/// Inserts device rows (sorted by uid), with the content digests of the rows in `settled` and
-/// the identifiers in `held`; returns their revisions.
+/// `n` new device revisions, in the order Postgres handed them out.
 ///
 /// # Errors
 /// Database failure.
-pub async fn insert_devices(
+pub async fn next_revisions(conn: &mut PgConnection, n: usize) -> Result<Vec<i64>> {
+    if n == 0 {
+        return Ok(Vec::new());
+    }
+    let n = i64::try_from(n).unwrap_or(i64::MAX);
+    let revisions: Vec<i64> = sqlx::query_scalar(
+        "SELECT array_agg(nextval('device_revisions')) FROM generate_series(1, $1::int8)",
+    )
+    .bind(n)
+    .fetch_one(conn)
+    .await?;
+    Ok(revisions)
+}
+
+/// Inserts device rows (sorted by uid) with their `revisions`, the content digests of the rows
+/// in `settled` and the identifiers in `held`.
+///
+/// # Errors
+/// Database failure.
+async fn insert_devices(
     conn: &mut PgConnection,
     tenant: TenantId,
     partition: &str,
     records: &[DeviceRecord],
+    revisions: &[i64],
     settled: &HashMap<DeviceUid, ContentDigest>,
     held: &Held<'_>,
-) -> Result<Vec<(String, i64)>> {
+) -> Result<()> {
     if records.is_empty() {
-        return Ok(Vec::new());
+        return Ok(());
     }
-    let cols = Columns::of(records.iter(), settled, held);
+    let cols = Columns::of(records.iter(), revisions, settled, held);
     let sql = format!(
         "INSERT INTO devices (tenant_id, partition, uid, ip, mac, hostname, name, type, vendor,
              model, os, agent_id, discovery_sources, is_available, first_seen, last_seen,
              metadata, sweep_hints, settled, stamps, identifiers, revision)
          SELECT $1, $2, u.uid, u.ip, u.mac, u.hostname, u.name, u.type, u.vendor, u.model, u.os,
                 u.agent_id, {SOURCES}, u.is_available, u.first_seen, u.last_seen, u.metadata,
-                u.hints, u.settled, u.stamps, u.identifiers, nextval('device_revisions')
-           FROM {UNNEST_DEVICES}
-         RETURNING uid, revision"
+                u.hints, u.settled, u.stamps, u.identifiers, u.revision
+           FROM {UNNEST_DEVICES}"
     );
     let q = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(tenant.as_uuid())
         .bind(partition);
-    let rows = cols.bind(q).fetch_all(&mut *conn).await?;
-    rows.iter()
-        .map(|r| Ok((r.try_get("uid")?, r.try_get("revision")?)))
-        .collect()
+    cols.bind(q).execute(&mut *conn).await?;
+    Ok(())
 }
 
-/// Rewrites changed device rows in place (sorted by uid), with the content digests of the rows
-/// in `settled` (every other row's is cleared) and the identifiers in `held`; returns their new
-/// revisions.
+/// Rewrites changed device rows in place (sorted by uid) with their new `revisions`, the
+/// content digests of the rows in `settled` (every other row's is cleared) and the identifiers
+/// in `held`.
 ///
 /// # Errors
 /// Database failure, or a row that vanished ([`Error::Corrupt`]).
-pub async fn update_devices(
+async fn update_devices(
     conn: &mut PgConnection,
     tenant: TenantId,
     partition: &str,
     records: &[&DeviceRecord],
+    revisions: &[i64],
     settled: &HashMap<DeviceUid, ContentDigest>,
     held: &Held<'_>,
-) -> Result<Vec<(String, i64)>> {
+) -> Result<()> {
     if records.is_empty() {
-        return Ok(Vec::new());
+        return Ok(());
     }
-    let cols = Columns::of(records.iter().copied(), settled, held);
+    let cols = Columns::of(records.iter().copied(), revisions, settled, held);
     let sql = format!(
         "UPDATE devices AS d
             SET ip = u.ip, mac = u.mac, hostname = u.hostname, name = u.name, type = u.type,
@@ -690,37 +717,69 @@ pub async fn update_devices(
                 discovery_sources = {SOURCES}, is_available = u.is_available,
                 first_seen = u.first_seen, last_seen = u.last_seen, metadata = u.metadata,
                 sweep_hints = u.hints, settled = u.settled, stamps = u.stamps,
-                identifiers = u.identifiers, revision = nextval('device_revisions'), updated_at = now()
+                identifiers = u.identifiers, revision = u.revision, updated_at = now()
            FROM {UNNEST_DEVICES}
-          WHERE d.tenant_id = $1 AND d.partition = $2 AND d.uid = u.uid
-         RETURNING d.uid, d.revision"
+          WHERE d.tenant_id = $1 AND d.partition = $2 AND d.uid = u.uid"
     );
     let q = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(tenant.as_uuid())
         .bind(partition);
-    let rows = cols.bind(q).fetch_all(&mut *conn).await?;
-    if rows.len() != records.len() {
+    let done = cols.bind(q).execute(&mut *conn).await?.rows_affected();
+    if done != records.len() as u64 {
         return Err(Error::Corrupt(format!(
-            "updated {} of {} device rows",
-            rows.len(),
+            "updated {done} of {} device rows",
             records.len()
         )));
     }
-    rows.iter()
-        .map(|r| Ok((r.try_get("uid")?, r.try_get("revision")?)))
-        .collect()
+    Ok(())
 }
 
-/// What a committed outcome wrote: the new revision of every inserted, updated or deleted
-/// device.
+/// The new revision of every device an outcome inserts, updates or deletes, taken from the
+/// sequence ([`next_revisions`]) in one statement under the scope lock before anything is
+/// written: the writes carry them and return nothing. Writes to one device are serialised by
+/// that lock, so a device's revisions only grow.
 #[derive(Debug, Default)]
 pub struct Written {
-    /// uid → revision.
-    pub revisions: BTreeMap<String, i64>,
+    /// Of the outcome's inserts, in its order.
+    pub inserts: Vec<i64>,
+    /// Of the outcome's updates, in its order.
+    pub updates: Vec<i64>,
+    /// Of the outcome's deletes, in its order.
+    pub deletes: Vec<i64>,
 }
 
-/// Writes an outcome in the order that keeps every identifier pointing at a stored device and
-/// uniqueness satisfied at every statement: device inserts, device updates, the identifier
+impl Written {
+    /// How many revisions `outcome` needs.
+    #[must_use]
+    pub fn needed(outcome: &Outcome) -> usize {
+        outcome.inserts.len() + outcome.updates.len() + outcome.deletes.len()
+    }
+
+    /// Assigns `revisions` ([`Written::needed`] of them) to the outcome's inserts, updates and
+    /// deletes, in that order.
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] when there are not as many revisions as the outcome needs.
+    pub fn assign(outcome: &Outcome, mut revisions: Vec<i64>) -> Result<Self> {
+        if revisions.len() != Self::needed(outcome) {
+            return Err(Error::Corrupt(format!(
+                "got {} revisions for {} device writes",
+                revisions.len(),
+                Self::needed(outcome)
+            )));
+        }
+        let deletes = revisions.split_off(outcome.inserts.len() + outcome.updates.len());
+        let updates = revisions.split_off(outcome.inserts.len());
+        Ok(Self {
+            inserts: revisions,
+            updates,
+            deletes,
+        })
+    }
+}
+
+/// Writes an outcome, with the revisions in `written`, in the order that keeps every identifier
+/// pointing at a stored device and uniqueness satisfied at every statement: device inserts, device updates, the identifier
 /// lists of devices whose row is otherwise unchanged, identifier re-points, identifier inserts,
 /// merge audit rows, deletes of merged-away devices. Every list is already sorted by key. Rows
 /// named in `settled` get its content digest, every other written row none; every written row
@@ -734,16 +793,32 @@ pub async fn write_outcome(
     tenant: TenantId,
     partition: &str,
     outcome: &Outcome,
+    written: &Written,
     settled: &HashMap<DeviceUid, ContentDigest>,
     held: &Held<'_>,
-) -> Result<Written> {
-    let mut written = Written::default();
+) -> Result<()> {
     let t = tenant.as_uuid();
-    let inserted = insert_devices(conn, tenant, partition, &outcome.inserts, settled, held).await?;
-    written.revisions.extend(inserted);
+    insert_devices(
+        conn,
+        tenant,
+        partition,
+        &outcome.inserts,
+        &written.inserts,
+        settled,
+        held,
+    )
+    .await?;
     let updates: Vec<&DeviceRecord> = outcome.updates.iter().map(|w| &w.record).collect();
-    let updated = update_devices(conn, tenant, partition, &updates, settled, held).await?;
-    written.revisions.extend(updated);
+    update_devices(
+        conn,
+        tenant,
+        partition,
+        &updates,
+        &written.updates,
+        settled,
+        held,
+    )
+    .await?;
     let rewritten: BTreeSet<DeviceUid> = outcome
         .inserts
         .iter()
@@ -829,18 +904,16 @@ pub async fn write_outcome(
     }
     if !outcome.deletes.is_empty() {
         let uids: Vec<String> = outcome.deletes.iter().map(ToString::to_string).collect();
-        let rows: Vec<(String, i64)> = sqlx::query_as(
-            "DELETE FROM devices WHERE tenant_id = $1 AND partition = $2 AND uid = ANY($3)
-             RETURNING uid, nextval('device_revisions')",
+        sqlx::query(
+            "DELETE FROM devices WHERE tenant_id = $1 AND partition = $2 AND uid = ANY($3)",
         )
         .bind(t)
         .bind(partition)
         .bind(&uids)
-        .fetch_all(&mut *conn)
+        .execute(&mut *conn)
         .await?;
-        written.revisions.extend(rows);
     }
-    Ok(written)
+    Ok(())
 }
 
 /// One outbox message to store.
