@@ -243,7 +243,7 @@ async fn server_copy(from: &TestDb, n: usize, per_tx: usize) -> Duration {
         let mut tx = pool.begin().await.unwrap();
         let mut rows = 0;
         for (table, pages, key) in [
-            ("devices", device_pages, "tenant_id, partition, uid"),
+            ("devices", device_pages, "tenant_id, uid"),
             (
                 "identifiers",
                 identifier_pages,

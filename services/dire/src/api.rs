@@ -161,7 +161,7 @@ async fn list_devices(
             AND ($4::text IS NULL OR partition = $4)
             AND ($5::text IS NULL OR $5 = ANY(discovery_sources))
             AND ($6::text IS NULL OR starts_with(hostname, $6))
-          ORDER BY uid, partition
+          ORDER BY uid
           LIMIT $7"
     );
     let mut devices: Vec<DeviceView> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
@@ -233,9 +233,7 @@ async fn get_device(
 ) -> Result<Json<DeviceDetail>> {
     let tenant = tenant_of(&tenant)?;
     let t = tenant.as_uuid();
-    let sql = format!(
-        "SELECT {VIEW_COLUMNS} FROM devices WHERE tenant_id = $1 AND uid = $2 ORDER BY partition LIMIT 1"
-    );
+    let sql = format!("SELECT {VIEW_COLUMNS} FROM devices WHERE tenant_id = $1 AND uid = $2");
     let device: Option<DeviceView> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
         .bind(t)
         .bind(&uid)

@@ -198,3 +198,115 @@ async fn existing_device_json_columns_keep_their_contents_as_json() {
     pool.close().await;
     app.stop().await;
 }
+
+/// The last migration before devices were keyed by uid within their tenant.
+const BEFORE_UID_KEY: i64 = 20261206000004;
+
+/// `20261206000005_devices_keyed_by_uid` keys devices by (tenant_id, uid) and drops
+/// `devices_tenant_uid`: the migrated devices of two partitions are still found by their
+/// identifiers and paged and looked up by uid through the read API, and the key refuses a
+/// second row with a device's uid in another partition of its tenant, not in another tenant.
+#[tokio::test]
+async fn devices_of_two_partitions_are_keyed_by_uid_within_their_tenant() {
+    let env = Env::new();
+    let pool = migrated_to(&env, BEFORE_UID_KEY).await;
+    let t = TenantId::random();
+    let seed = |partition: &str, id: &str| {
+        sr_reconcile::uid_from_seed(&format!(
+            "serviceradar-device-v3:partition:{partition}:armis:{id}"
+        ))
+    };
+    let (a, b) = (seed("default", "1"), seed("site-b", "2"));
+    for (partition, uid, id, ip) in [
+        ("default", a, "1", "10.0.0.1"),
+        ("site-b", b, "2", "10.0.0.2"),
+    ] {
+        sqlx::query(
+            "INSERT INTO devices (tenant_id, partition, uid, ip, discovery_sources, first_seen,
+                                  last_seen, identifiers, revision)
+             VALUES ($1, $2, $3, $4::inet, '{armis}', $5, $5, $6, 1)",
+        )
+        .bind(t.as_uuid())
+        .bind(partition)
+        .bind(uid.to_string())
+        .bind(ip)
+        .bind(at(0))
+        .bind(json!([["armis_device_id", id]]))
+        .execute(&pool)
+        .await
+        .unwrap();
+        sqlx::query(
+            "INSERT INTO identifiers (tenant_id, partition, type, value, device_uid)
+             VALUES ($1, $2, 'armis_device_id', $3, $4)",
+        )
+        .bind(t.as_uuid())
+        .bind(partition)
+        .bind(id)
+        .bind(uid.to_string())
+        .execute(&pool)
+        .await
+        .unwrap();
+    }
+
+    let app = env.start().await;
+    let (key,): (String,) = sqlx::query_as(
+        "SELECT pg_get_constraintdef(oid) FROM pg_constraint
+          WHERE conrelid = 'devices'::regclass AND contype = 'p'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(key, "PRIMARY KEY (tenant_id, uid)");
+    let old_index = env
+        .scalar(
+            "SELECT count(*) FROM pg_indexes
+              WHERE schemaname = current_schema() AND indexname = 'devices_tenant_uid'",
+        )
+        .await;
+    assert_eq!(old_index, 0);
+
+    // DIRE finds the device of the second partition by its identifier and updates it.
+    let update = with(armis("2", "10.0.0.2", 5), "partition", json!("site-b"));
+    env.ingest(t, &[with(update, "hostname", json!("cam-b"))])
+        .await;
+    let devices = env.devices(t).await;
+    assert_eq!(devices.len(), 2, "{devices:?}");
+    let updated = devices.iter().find(|d| d["uid"] == json!(b.to_string()));
+    assert_eq!(updated.unwrap()["hostname"], "cam-b");
+
+    // Paged by uid across the partitions, one device a page, and looked up by uid.
+    let base = format!("/api/v1/tenants/{t}/devices");
+    let (_, first) = app.get(&format!("{base}?limit=1")).await;
+    let cursor = first["next_cursor"].as_str().unwrap().to_owned();
+    let (_, second) = app.get(&format!("{base}?limit=1&cursor={cursor}")).await;
+    assert_eq!(second["next_cursor"], serde_json::Value::Null);
+    let paged: Vec<&str> = [&first, &second]
+        .iter()
+        .map(|p| p["devices"][0]["uid"].as_str().unwrap())
+        .collect();
+    let mut uids = vec![a.to_string(), b.to_string()];
+    uids.sort();
+    assert_eq!(paged, uids);
+    let (status, found) = app.get(&format!("{base}/{b}")).await;
+    assert!(status.is_success(), "{found}");
+    assert_eq!(found["partition"], "site-b");
+
+    // A second row with a's uid: refused in another partition of its tenant, not elsewhere.
+    let insert = |tenant: TenantId, partition: &'static str| {
+        sqlx::query(
+            "INSERT INTO devices (tenant_id, partition, uid, discovery_sources, first_seen,
+                                  last_seen, revision)
+             VALUES ($1, $2, $3, '{}', now(), now(), 1)",
+        )
+        .bind(tenant.as_uuid())
+        .bind(partition)
+        .bind(a.to_string())
+        .execute(&pool)
+    };
+    let refused = insert(t, "site-b").await.unwrap_err();
+    let code = refused.as_database_error().and_then(|e| e.code());
+    assert_eq!(code.as_deref(), Some("23505"), "{refused}");
+    insert(TenantId::random(), "site-b").await.unwrap();
+    pool.close().await;
+    app.stop().await;
+}
