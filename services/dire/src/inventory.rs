@@ -13,7 +13,7 @@ use sr_reconcile::{DeviceRecord, Outcome};
 use uuid::Uuid;
 
 use crate::error::Result;
-use crate::store::{OutboxMessage, Written};
+use crate::store::{OutboxMessage, Revisions};
 
 /// Event kind: events go to `<prefix>.events.<tenant>.dire`.
 pub const EVENT_KIND: &str = "dire";
@@ -38,17 +38,21 @@ fn change(partition: &str, r: &DeviceRecord, revision: i64) -> DeviceChange {
 /// The devices an outcome changed, sorted by uid: inserted and updated rows as they are now,
 /// merged-away devices with `removed`.
 #[must_use]
-pub fn device_changes(partition: &str, outcome: &Outcome, written: &Written) -> Vec<DeviceChange> {
+pub fn device_changes(
+    partition: &str,
+    outcome: &Outcome,
+    revisions: &Revisions,
+) -> Vec<DeviceChange> {
     let mut out: Vec<DeviceChange> = outcome
         .inserts
         .iter()
-        .zip(&written.inserts)
+        .zip(&revisions.inserts)
         .chain(
             outcome
                 .updates
                 .iter()
                 .map(|w| &w.record)
-                .zip(&written.updates),
+                .zip(&revisions.updates),
         )
         .map(|(r, revision)| change(partition, r, *revision))
         .collect();
@@ -56,7 +60,7 @@ pub fn device_changes(partition: &str, outcome: &Outcome, written: &Written) -> 
         outcome
             .deletes
             .iter()
-            .zip(&written.deletes)
+            .zip(&revisions.deletes)
             .map(|(uid, revision)| {
                 let uid = uid.to_string();
                 DeviceChange {

@@ -739,7 +739,7 @@ async fn update_devices(
 /// written: the writes carry them and return nothing. Writes to one device are serialised by
 /// that lock, so a device's revisions only grow.
 #[derive(Debug, Default)]
-pub struct Written {
+pub struct Revisions {
     /// Of the outcome's inserts, in its order.
     pub inserts: Vec<i64>,
     /// Of the outcome's updates, in its order.
@@ -748,14 +748,14 @@ pub struct Written {
     pub deletes: Vec<i64>,
 }
 
-impl Written {
+impl Revisions {
     /// How many revisions `outcome` needs.
     #[must_use]
     pub fn needed(outcome: &Outcome) -> usize {
         outcome.inserts.len() + outcome.updates.len() + outcome.deletes.len()
     }
 
-    /// Assigns `revisions` ([`Written::needed`] of them) to the outcome's inserts, updates and
+    /// Assigns `revisions` ([`Revisions::needed`] of them) to the outcome's inserts, updates and
     /// deletes, in that order.
     ///
     /// # Errors
@@ -778,10 +778,10 @@ impl Written {
     }
 }
 
-/// Writes an outcome, with the revisions in `written`, in the order that keeps every identifier
-/// pointing at a stored device and uniqueness satisfied at every statement: device inserts, device updates, the identifier
-/// lists of devices whose row is otherwise unchanged, identifier re-points, identifier inserts,
-/// merge audit rows, deletes of merged-away devices. Every list is already sorted by key. Rows
+/// Writes an outcome with its `revisions`, in the order that keeps every identifier pointing at
+/// a stored device and uniqueness satisfied at every statement: device inserts, device updates,
+/// the identifier lists of devices whose row is otherwise unchanged, identifier re-points,
+/// identifier inserts, merge audit rows, deletes of merged-away devices. Every list is already sorted by key. Rows
 /// named in `settled` get its content digest, every other written row none; every written row
 /// gets its identifiers from `held` ([`KnownState::held_after`] of the state the outcome was
 /// decided on).
@@ -793,7 +793,7 @@ pub async fn write_outcome(
     tenant: TenantId,
     partition: &str,
     outcome: &Outcome,
-    written: &Written,
+    revisions: &Revisions,
     settled: &HashMap<DeviceUid, ContentDigest>,
     held: &Held<'_>,
 ) -> Result<()> {
@@ -803,7 +803,7 @@ pub async fn write_outcome(
         tenant,
         partition,
         &outcome.inserts,
-        &written.inserts,
+        &revisions.inserts,
         settled,
         held,
     )
@@ -814,7 +814,7 @@ pub async fn write_outcome(
         tenant,
         partition,
         &updates,
-        &written.updates,
+        &revisions.updates,
         settled,
         held,
     )
